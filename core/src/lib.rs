@@ -1,0 +1,17 @@
+//! Pure domain logic shared by the node, the client and the simulation.
+//!
+//! Owns: resource names and their rules ([`names`]), the named limits ([`limits`]),
+//! the topology file format and its validation ([`topology`]), and the placement of
+//! replica groups on failure domains ([`placement`]).
+//!
+//! **Architecture Invariant:** this crate does no IO and has no tokio, tonic, sled or
+//! openraft dependency. Everything here is a deterministic function of its input, so
+//! it can be tested exhaustively and run unchanged inside the simulation.
+
+pub mod limits;
+pub mod names;
+pub mod placement;
+pub mod redundancy;
+pub mod topology;
+
+pub use redundancy::Redundancy;
