@@ -159,13 +159,13 @@ fn zrs_sets(topology: &Topology, region: &str) -> Vec<Vec<NodeId>> {
         zone_nodes.len()
     };
     let mut sets = Vec::new();
+    // Set (j, r) takes the j-th node of zones r, r+1, r+2 (mod the zone count).
     for j in 0..depth {
         for r in 0..rotations {
-            sets.push(
-                (0..REPLICAS)
-                    .map(|k| zone_nodes[(r + k) % zone_nodes.len()][j])
-                    .collect(),
-            );
+            let set = (0..REPLICAS)
+                .map(|k| zone_nodes[(r + k) % zone_nodes.len()].get(j).copied())
+                .collect::<Option<Vec<NodeId>>>();
+            sets.extend(set);
         }
     }
     sets

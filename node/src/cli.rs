@@ -1,0 +1,151 @@
+//! The `stratus-node` command line: run a node from its config file, or check a
+//! node's health. Lives in the library so the integration-test crate can build the
+//! same program as its own binary.
+
+use crate::clock::SystemClock;
+use crate::config::NodeConfig;
+use crate::node::{NodeOptions, NodeSettings, StratusNode};
+use crate::rng::NodeRng;
+use crate::storage::sled_engine::SledEngine;
+use crate::transport::{TcpTransport, Transport};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "stratus-node", version, about = "Stratus storage node")]
+struct Cli {
+    /// Node config file (TOML).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node (the default).
+    Run,
+    /// Check that a node answers the gRPC health check; exit 0 if serving.
+    Healthcheck {
+        /// host:port of the node.
+        #[arg(long, default_value = "127.0.0.1:7100")]
+        addr: String,
+    },
+}
+
+/// Runs the `stratus-node` program with the process arguments.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn,sled=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stratus-node: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Cmd::Run) {
+            Cmd::Run => {
+                run(cli
+                    .config
+                    .context("--config FILE is required to run a node")?)
+                .await
+            }
+            Cmd::Healthcheck { addr } => healthcheck(&addr).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stratus-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = NodeConfig::load(&config_path)?;
+    let topology = Arc::new(config.load_topology()?);
+    let store_path =
+        crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
+    let engine = Arc::new(SledEngine::open(&store_path, config.cache_bytes)?);
+    let me = topology
+        .node(config.node_id)
+        .context("node missing from topology")?
+        .clone();
+    let listen = config.listen.clone().unwrap_or_else(|| me.addr.clone());
+    let transport = Arc::new(TcpTransport);
+    // Bind before starting Raft, so a busy port fails fast and clearly.
+    let incoming = transport.listen(&listen).await?;
+    let settings = NodeSettings {
+        object_bytes_max: config.object_bytes_max,
+        ..Default::default()
+    };
+    let node = StratusNode::start(NodeOptions {
+        id: config.node_id,
+        topology,
+        engine,
+        transport,
+        clock: Arc::new(SystemClock),
+        rng: NodeRng::from_entropy(),
+        settings,
+    })
+    .await?;
+    tracing::info!(node = me.id, name = %me.name(), listen = %listen, "serving");
+    let maintenance = tokio::spawn(node.clone().maintain());
+    let served = crate::server::serve(node.clone(), incoming, shutdown_signal()).await;
+    maintenance.abort();
+    node.shutdown().await;
+    tracing::info!(node = me.id, "stopped");
+    served
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the node still stops when killed.
+        return futures::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn healthcheck(addr: &str) -> anyhow::Result<()> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {addr}"))?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let reply = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .with_context(|| format!("{addr} did not answer the health check"))?;
+    let status = reply.into_inner().status;
+    anyhow::ensure!(
+        status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "{addr} is not serving (status {status})"
+    );
+    println!("{addr} serving");
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The node's configuration file (`stratus-node --config FILE`).
+//!
+//! ```toml
+//! node_id = 3                     # this node's id in the topology
+//! topology = "../../topology.toml" # relative paths are relative to this file
+//! data_dir = "data"
+//! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
+//! # object_bytes_max = 5368709120 # default 5 GiB
+//! # cache_bytes = 67108864        # storage engine cache, default 64 MiB
+//! ```
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use stratus_core::limits::OBJECT_BYTES_MAX_DEFAULT;
+use stratus_core::topology::{NodeId, Topology, TopologyError};
+
+/// Default storage-engine cache: small, so a node streaming huge objects stays lean.
+pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// A node's configuration, every path resolved.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id; must be in the topology.
+    pub node_id: NodeId,
+    /// Path of the topology file.
+    pub topology_path: PathBuf,
+    /// Where the node keeps its data (created if missing).
+    pub data_dir: PathBuf,
+    /// Address to bind; defaults to the node's `addr` in the topology. Containers bind
+    /// `0.0.0.0:PORT` while peers dial the service name.
+    pub listen: Option<String>,
+    /// Largest object accepted, in bytes.
+    pub object_bytes_max: u64,
+    /// Storage engine cache size, in bytes.
+    pub cache_bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node_id: NodeId,
+    topology: PathBuf,
+    data_dir: PathBuf,
+    listen: Option<String>,
+    object_bytes_max: Option<u64>,
+    cache_bytes: Option<u64>,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is malformed: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config file {path}: field `{field}` {rule}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        rule: String,
+    },
+    #[error("topology file {path}: {source}")]
+    Topology {
+        path: PathBuf,
+        source: TopologyError,
+    },
+    #[error("cannot read topology file {path}: {source}")]
+    TopologyRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; relative paths resolve against `path`'s directory.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = NodeConfig {
+            node_id: raw.node_id,
+            topology_path: base.join(raw.topology),
+            data_dir: base.join(raw.data_dir),
+            listen: raw.listen,
+            object_bytes_max: raw.object_bytes_max.unwrap_or(OBJECT_BYTES_MAX_DEFAULT),
+            cache_bytes: raw.cache_bytes.unwrap_or(CACHE_BYTES_DEFAULT),
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let field = |field, rule: &str| ConfigError::Field {
+            path: path.into(),
+            field,
+            rule: rule.into(),
+        };
+        if self.node_id == 0 {
+            return Err(field("node_id", "must be at least 1"));
+        }
+        if self.object_bytes_max == 0 {
+            return Err(field("object_bytes_max", "must be positive"));
+        }
+        if self.cache_bytes < 1024 * 1024 {
+            return Err(field("cache_bytes", "must be at least 1 MiB"));
+        }
+        if let Some(l) = &self.listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                return Err(field("listen", "must be an IP:port such as 0.0.0.0:7100"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the topology this config names and checks the node is in it.
+    pub fn load_topology(&self) -> Result<Topology, ConfigError> {
+        let text = std::fs::read_to_string(&self.topology_path).map_err(|source| {
+            ConfigError::TopologyRead {
+                path: self.topology_path.clone(),
+                source,
+            }
+        })?;
+        let topology = Topology::parse(&text).map_err(|source| ConfigError::Topology {
+            path: self.topology_path.clone(),
+            source,
+        })?;
+        if topology.node(self.node_id).is_none() {
+            return Err(ConfigError::Field {
+                path: self.topology_path.clone(),
+                field: "node_id",
+                rule: format!("{} is not a node of this topology", self.node_id),
+            });
+        }
+        Ok(topology)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("/etc/stratus/node.toml"))
+    }
+
+    #[test]
+    fn resolves_relative_paths() {
+        let c = parse("node_id = 3\ntopology = \"topology.toml\"\ndata_dir = \"data\"\n").unwrap();
+        assert_eq!(c.topology_path, Path::new("/etc/stratus/topology.toml"));
+        assert_eq!(c.data_dir, Path::new("/etc/stratus/data"));
+        assert_eq!(c.object_bytes_max, OBJECT_BYTES_MAX_DEFAULT);
+    }
+
+    #[test]
+    fn rejects_unknown_field_with_line() {
+        let e = parse("node_id = 3\ntopology = \"t\"\ndata_dir = \"d\"\nlisten_port = 4\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_port") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let e = parse("node_id = 0\ntopology = \"t\"\ndata_dir = \"d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`node_id`"), "{e}");
+        let e = parse("node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`listen`"), "{e}");
+        let e = parse("node_id = \"one\"\ntopology = \"t\"\ndata_dir = \"d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node_id") && e.contains("line 1"), "{e}");
+    }
+}

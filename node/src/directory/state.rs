@@ -1,0 +1,191 @@
+//! Applies [`DirectoryCommand`]s. The in-memory [`DirectoryView`] is the source for
+//! reads; every change is also written to the engine so a restart reloads it.
+
+use super::{
+    ContainerRecord, DirectoryCommand, DirectoryData, DirectoryRejection, DirectoryResponse,
+    DirectoryView, TenantRecord, TenantStatus,
+};
+use crate::objects::reader::ObjectReader;
+use crate::raft::state_machine::Application;
+use crate::raft::{encode, keys, Command, LogId, Response};
+use crate::storage::{frame, EngineRef, StorageError, WriteBatch};
+use std::ops::Bound;
+use std::sync::Arc;
+use stratus_core::placement::{place_tenant, GroupSpec, DIRECTORY_GROUP};
+use stratus_core::topology::Topology;
+
+/// The directory state machine.
+pub struct DirectoryState {
+    engine: EngineRef,
+    topology: Arc<Topology>,
+    groups: Arc<Vec<GroupSpec>>,
+    view: DirectoryView,
+}
+
+fn tenant_key(name: &str) -> Vec<u8> {
+    let mut k = keys::app(DIRECTORY_GROUP);
+    k.push(b't');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn container_key(tenant: &str, name: &str) -> Vec<u8> {
+    let mut k = keys::app(DIRECTORY_GROUP);
+    k.push(b'k');
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+impl DirectoryState {
+    pub fn new(
+        engine: EngineRef,
+        topology: Arc<Topology>,
+        groups: Arc<Vec<GroupSpec>>,
+        view: DirectoryView,
+    ) -> Self {
+        Self {
+            engine,
+            topology,
+            groups,
+            view,
+        }
+    }
+
+    fn scan_records<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        space: u8,
+    ) -> Result<Vec<T>, StorageError> {
+        let mut start = keys::app(DIRECTORY_GROUP);
+        start.push(space);
+        let end = keys::prefix_end(&start).unwrap_or_default();
+        self.engine
+            .scan(Bound::Included(&start), Bound::Excluded(&end), usize::MAX)?
+            .iter()
+            .map(|(k, v)| ObjectReader::decode_record(k, v))
+            .collect()
+    }
+
+    fn apply_command(
+        &self,
+        data: &mut DirectoryData,
+        command: DirectoryCommand,
+        batch: &mut WriteBatch,
+    ) -> DirectoryResponse {
+        use DirectoryRejection as R;
+        match command {
+            DirectoryCommand::CreateTenant {
+                name,
+                region,
+                redundancy,
+                now_ms,
+            } => {
+                if data.tenants.contains_key(&name) {
+                    return DirectoryResponse::Rejected(R::TenantExists(name));
+                }
+                let group = match place_tenant(
+                    &self.topology,
+                    &self.groups,
+                    &region,
+                    redundancy,
+                    &data.load(),
+                ) {
+                    Ok(g) => g,
+                    Err(e) => return DirectoryResponse::Rejected(R::Placement(e.to_string())),
+                };
+                let record = TenantRecord {
+                    name: name.clone(),
+                    region,
+                    redundancy,
+                    group,
+                    status: TenantStatus::Active,
+                    created_ms: now_ms,
+                };
+                batch.put(tenant_key(&name), frame::encode(&encode(&record)));
+                data.tenants.insert(name, record.clone());
+                DirectoryResponse::Tenant(record)
+            }
+            DirectoryCommand::DeleteTenant { name } => {
+                if !data.tenants.contains_key(&name) {
+                    return DirectoryResponse::Rejected(R::TenantNotFound(name));
+                }
+                let count = data.containers_of(&name).count();
+                if count > 0 {
+                    return DirectoryResponse::Rejected(R::TenantNotEmpty {
+                        tenant: name,
+                        count,
+                    });
+                }
+                batch.remove(tenant_key(&name));
+                data.tenants.remove(&name);
+                DirectoryResponse::Deleted
+            }
+            DirectoryCommand::CreateContainer {
+                tenant,
+                name,
+                now_ms,
+            } => {
+                if !data.tenants.contains_key(&tenant) {
+                    return DirectoryResponse::Rejected(R::TenantNotFound(tenant));
+                }
+                let id = (tenant.clone(), name.clone());
+                if data.containers.contains_key(&id) {
+                    return DirectoryResponse::Rejected(R::ContainerExists { tenant, name });
+                }
+                let record = ContainerRecord {
+                    tenant,
+                    name,
+                    created_ms: now_ms,
+                };
+                batch.put(
+                    container_key(&record.tenant, &record.name),
+                    frame::encode(&encode(&record)),
+                );
+                data.containers.insert(id, record.clone());
+                DirectoryResponse::Container(record)
+            }
+            DirectoryCommand::DeleteContainer { tenant, name } => {
+                let id = (tenant.clone(), name.clone());
+                if data.containers.remove(&id).is_none() {
+                    return DirectoryResponse::Rejected(R::ContainerNotFound { tenant, name });
+                }
+                batch.remove(container_key(&tenant, &name));
+                DirectoryResponse::Deleted
+            }
+        }
+    }
+}
+
+impl Application for DirectoryState {
+    fn apply(
+        &mut self,
+        command: Command,
+        _log_id: LogId,
+        batch: &mut WriteBatch,
+    ) -> Result<Response, StorageError> {
+        let Command::Directory(command) = command else {
+            return Err(StorageError::Corrupt {
+                key: "directory".into(),
+                why: "object command in the directory's log".into(),
+            });
+        };
+        let view = self.view.clone();
+        Ok(Response::Directory(
+            view.write(|data| self.apply_command(data, command, batch)),
+        ))
+    }
+
+    fn reload(&mut self) -> Result<(), StorageError> {
+        let tenants: Vec<TenantRecord> = self.scan_records(b't')?;
+        let containers: Vec<ContainerRecord> = self.scan_records(b'k')?;
+        self.view.write(|data| {
+            data.tenants = tenants.into_iter().map(|t| (t.name.clone(), t)).collect();
+            data.containers = containers
+                .into_iter()
+                .map(|c| ((c.tenant.clone(), c.name.clone()), c))
+                .collect();
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Running groups: one openraft instance per group this node belongs to.
+//!
+//! Owns starting a group over the shared engine and peer channels, bootstrapping its
+//! membership from the deterministic plan, and the per-group questions the services
+//! ask (am I the leader, who is, propose a command, confirm leadership for a read).
+
+use crate::error::{NodeError, NodeResult};
+use crate::peers::Peers;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::GroupNetwork;
+use crate::raft::state_machine::{Application, GroupStateMachine};
+use crate::raft::{raft_config, Command, Raft, RaftTiming, Response};
+use crate::storage::EngineRef;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use stratus_core::placement::GroupSpec;
+
+/// How long a proposal may wait for commit before the caller hears "unavailable".
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long confirming leadership for a linearizable read may take.
+pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A group this node is a member of.
+pub struct GroupHandle {
+    pub spec: GroupSpec,
+    pub raft: Raft,
+    me: u64,
+    peers: Arc<Peers>,
+}
+
+/// A snapshot of one replica's Raft state, for status.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub voters: Vec<u64>,
+    pub voter: bool,
+}
+
+impl GroupHandle {
+    /// Opens the group's storage, starts its Raft instance and, for a voter of a
+    /// never-initialised group, proposes the planned membership.
+    pub async fn start<A: Application>(
+        spec: GroupSpec,
+        me: u64,
+        engine: EngineRef,
+        peers: Arc<Peers>,
+        timing: RaftTiming,
+        app: A,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(raft_config(spec.id, timing)?);
+        let log = LogStore::new(engine.clone(), spec.id);
+        let sm = GroupStateMachine::open(engine, spec.id, app)?;
+        let network = GroupNetwork::new(peers.clone(), spec.id, me);
+        let raft = Raft::new(me, config, network, log, sm).await?;
+        if spec.voters.contains(&me) && !raft.is_initialized().await? {
+            let members: BTreeMap<u64, BasicNode> = spec
+                .voters
+                .iter()
+                .map(|id| (*id, BasicNode::new(peers.addr(*id).unwrap_or_default())))
+                .collect();
+            // Every voter proposes the same initial membership; openraft accepts that
+            // and the identical first entry makes it safe.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!(group = spec.id, error = %e, "initialize skipped");
+            }
+        }
+        Ok(Self {
+            spec,
+            raft,
+            me,
+            peers,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.spec.id
+    }
+
+    /// The leader this replica currently knows of.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.me)
+    }
+
+    /// A `NotLeader` error with the best hint this replica has.
+    pub fn not_leader(&self) -> NodeError {
+        let leader_id = self.leader().filter(|l| *l != self.me);
+        NodeError::NotLeader {
+            me: self.me,
+            group: self.spec.id,
+            leader_id,
+            leader_addr: leader_id.and_then(|l| self.peers.addr(l)),
+        }
+    }
+
+    /// Fails with `NotLeader` unless this replica leads the group.
+    pub fn require_leader(&self) -> NodeResult<()> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(self.not_leader())
+        }
+    }
+
+    /// Proposes `command` and waits until it is committed and applied.
+    pub async fn propose(&self, command: Command) -> NodeResult<Response> {
+        let write = self.raft.client_write(command);
+        match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(self.not_leader()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(NodeError::Internal(e.to_string())),
+            Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Unavailable(format!("group {} stopped: {e}", self.spec.id))),
+            Err(_) => Err(NodeError::Unavailable(format!(
+                "group {} did not commit the write within {}s (quorum lost?); its outcome is unknown",
+                self.spec.id,
+                PROPOSE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Confirms this replica still leads a quorum, so local reads are linearizable.
+    pub async fn linearizable_barrier(&self) -> NodeResult<()> {
+        match tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(_))) => Err(self.not_leader()),
+            Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Unavailable(format!(
+                "group {} stopped: {e}",
+                self.spec.id
+            ))),
+            Err(_) => Err(NodeError::Unavailable(format!(
+                "group {} could not confirm its leader within {}s (quorum lost?)",
+                self.spec.id,
+                READ_INDEX_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// This replica's Raft state.
+    pub fn state(&self) -> ReplicaState {
+        let m = self.raft.metrics().borrow().clone();
+        let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        ReplicaState {
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            voter: voters.contains(&self.me),
+            voters: voters.into_iter().collect(),
+        }
+    }
+
+    /// Adds planned learners missing from the membership (directory only). Called
+    /// periodically on the leader; non-blocking, so a down learner never stalls it.
+    pub async fn ensure_learners(&self) {
+        if !self.is_leader() || self.spec.learners.is_empty() {
+            return;
+        }
+        let present: BTreeSet<u64> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        for id in self.spec.learners.iter().filter(|id| !present.contains(id)) {
+            let node = BasicNode::new(self.peers.addr(*id).unwrap_or_default());
+            match self.raft.add_learner(*id, node, false).await {
+                Ok(_) => tracing::info!(group = self.spec.id, learner = id, "added learner"),
+                Err(e) => {
+                    tracing::debug!(group = self.spec.id, learner = id, error = %e, "add learner deferred")
+                }
+            }
+        }
+    }
+}

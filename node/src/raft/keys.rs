@@ -1,0 +1,113 @@
+//! Key layout of one node's engine. Every key of a group starts with
+//! `b'g' ++ group_id (u64, big-endian)`, then one byte naming the space:
+//!
+//! | space | key after the space byte | value (framed) |
+//! |---|---|---|
+//! | `l` log | index (u64 BE) | postcard `Entry` |
+//! | `v` vote | - | postcard `Vote` |
+//! | `c` committed | - | postcard `LogId` |
+//! | `p` last purged | - | postcard `LogId` |
+//! | `m` state machine meta | - | postcard `(last applied, membership)` |
+//! | `s` current snapshot | - | postcard snapshot meta + data |
+//! | `a` application | owned by the directory or the object store | |
+
+/// Prefix of every key of `group`.
+pub fn group_prefix(group: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10);
+    k.push(b'g');
+    k.extend_from_slice(&group.to_be_bytes());
+    k
+}
+
+fn space(group: u64, space: u8) -> Vec<u8> {
+    let mut k = group_prefix(group);
+    k.push(space);
+    k
+}
+
+/// Key of log entry `index`.
+pub fn log(group: u64, index: u64) -> Vec<u8> {
+    let mut k = space(group, b'l');
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Start of the log space (inclusive).
+pub fn log_start(group: u64) -> Vec<u8> {
+    log(group, 0)
+}
+
+/// End of the log space (exclusive).
+pub fn log_end(group: u64) -> Vec<u8> {
+    space(group, b'l' + 1)
+}
+
+/// Parses the index back out of a log key.
+pub fn log_index(key: &[u8]) -> Option<u64> {
+    let raw: [u8; 8] = key.get(10..18)?.try_into().ok()?;
+    Some(u64::from_be_bytes(raw))
+}
+
+pub fn vote(group: u64) -> Vec<u8> {
+    space(group, b'v')
+}
+
+pub fn committed(group: u64) -> Vec<u8> {
+    space(group, b'c')
+}
+
+pub fn purged(group: u64) -> Vec<u8> {
+    space(group, b'p')
+}
+
+pub fn sm_meta(group: u64) -> Vec<u8> {
+    space(group, b'm')
+}
+
+pub fn snapshot(group: u64) -> Vec<u8> {
+    space(group, b's')
+}
+
+/// Prefix of the application space of `group`.
+pub fn app(group: u64) -> Vec<u8> {
+    space(group, b'a')
+}
+
+/// End of the application space (exclusive).
+pub fn app_end(group: u64) -> Vec<u8> {
+    space(group, b'a' + 1)
+}
+
+/// The smallest key greater than every key starting with `prefix`, if any.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_numerically_and_parse_back() {
+        assert!(log(1, 2) < log(1, 10));
+        assert!(log(1, u64::MAX) < log_end(1));
+        assert!(log_start(1) <= log(1, 0));
+        assert_eq!(log_index(&log(7, 12345)), Some(12345));
+        assert!(app(1) < app_end(1));
+        assert!(log_end(1) <= vote(1) || vote(1) < log_start(1));
+    }
+
+    #[test]
+    fn prefix_end_handles_ff() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+    }
+}

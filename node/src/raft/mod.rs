@@ -1,0 +1,118 @@
+//! Raft plumbing shared by the directory and the replica groups.
+//!
+//! Owns: the openraft type configuration ([`TypeConfig`]), the seeded runtime
+//! ([`runtime`]), the log store and state machine over the storage seam
+//! ([`log_store`], [`state_machine`]), the key layout ([`keys`]) and the peer network
+//! ([`network`]). openraft types do not leak past this module and
+//! [`crate::group`], which owns running groups.
+//!
+//! **Architecture Invariant:** one `Raft` per group, every RPC carries its group id,
+//! and all groups of a node share one engine and one channel per peer node.
+
+// openraft's traits fix the (large) `StorageError` and `ConfigError` types we return.
+#![allow(clippy::result_large_err)]
+
+pub mod keys;
+pub mod log_store;
+pub mod network;
+pub mod runtime;
+pub mod state_machine;
+
+use crate::directory::{DirectoryCommand, DirectoryResponse};
+use crate::objects::{ObjectCommand, ObjectResponse};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::time::Duration;
+
+/// A command replicated through a group's log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Directory(DirectoryCommand),
+    Object(ObjectCommand),
+}
+
+/// What applying a [`Command`] produced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Response {
+    /// For blank and membership entries.
+    None,
+    Directory(DirectoryResponse),
+    Object(ObjectResponse),
+}
+
+openraft::declare_raft_types!(
+    /// openraft types for every Stratus group.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = runtime::SeededRuntime,
+);
+
+/// A running Raft instance of one group.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// openraft's storage error for our config.
+pub type StorageError = openraft::StorageError<u64>;
+/// A log id.
+pub type LogId = openraft::LogId<u64>;
+
+/// Raft entries per AppendEntries: with 256 KiB chunk entries this keeps one batch
+/// near 4 MiB, well under the peer message limit.
+pub const APPEND_ENTRIES_MAX: u64 = 16;
+
+/// Timing for a group. Election timeouts are ten heartbeats and more than ten typical
+/// appends on a loaded two-core machine.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTiming {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(1000),
+            election_max: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// The openraft config every group uses.
+pub fn raft_config(
+    group: u64,
+    timing: RaftTiming,
+) -> Result<openraft::Config, openraft::ConfigError> {
+    openraft::Config {
+        cluster_name: format!("stratus-group-{group}"),
+        heartbeat_interval: timing.heartbeat.as_millis() as u64,
+        election_timeout_min: timing.election_min.as_millis() as u64,
+        election_timeout_max: timing.election_max.as_millis() as u64,
+        max_payload_entries: APPEND_ENTRIES_MAX,
+        // Logs are kept until snapshots stream from disk (see ARCHITECTURE.md): a
+        // snapshot is never built by policy, so no log is purged.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        install_snapshot_timeout: 10_000,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    }
+    .validate()
+}
+
+/// Encodes a value for storage or the wire (postcard).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain data types to a Vec cannot fail.
+    postcard::to_stdvec(value).expect("postcard serialisation of in-memory types is infallible")
+}
+
+/// Decodes a value written by [`encode`].
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! gRPC services of a node, wired onto one listener: the public object and admin
+//! services, the internal peer service, gRPC health and reflection.
+//!
+//! Limits (message sizes, streams, per-connection concurrency) are set here, once.
+
+pub mod admin;
+pub mod convert;
+pub mod objects;
+pub mod peer;
+pub mod put;
+
+use crate::node::StratusNode;
+use crate::transport::Incoming;
+use std::future::Future;
+use std::sync::Arc;
+use stratus_core::limits::{CLIENT_MESSAGE_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
+use stratus_proto::v1::admin_service_server::AdminServiceServer;
+use stratus_proto::v1::object_service_server::ObjectServiceServer;
+use stratus_proto::v1::peer_service_server::PeerServiceServer;
+
+/// Concurrent HTTP/2 streams one connection may open.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// Requests one connection may have in service at once.
+pub const REQUESTS_PER_CONNECTION_MAX: usize = 512;
+
+/// Serves every service on `incoming` until `shutdown` resolves.
+pub async fn serve(
+    node: Arc<StratusNode>,
+    incoming: Incoming,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (_health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(stratus_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let objects = ObjectServiceServer::new(objects::ObjectApi { node: node.clone() })
+        .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
+    let admin = AdminServiceServer::new(admin::AdminApi { node: node.clone() });
+    let peer = PeerServiceServer::new(peer::PeerApi { node })
+        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+        .concurrency_limit_per_connection(REQUESTS_PER_CONNECTION_MAX)
+        .add_service(objects)
+        .add_service(admin)
+        .add_service(peer)
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

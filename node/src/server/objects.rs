@@ -1,0 +1,320 @@
+//! The object service: get, head, delete and list here; put in [`super::put`].
+
+use super::convert;
+use crate::directory::TenantRecord;
+use crate::error::{NodeError, NodeResult};
+use crate::group::GroupHandle;
+use crate::node::StratusNode;
+use crate::objects::{ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
+use crate::raft::{Command, Response as RaftResponse};
+use futures::stream::BoxStream;
+use std::sync::Arc;
+use stratus_core::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX, STORAGE_CHUNK_BYTES};
+use stratus_core::names::{validate_container, validate_key, validate_tenant};
+use stratus_proto::v1 as pb;
+use stratus_proto::v1::object_service_server::ObjectService;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct ObjectApi {
+    pub node: Arc<StratusNode>,
+}
+
+/// Validated request target plus the local replica of its group.
+pub(crate) struct Target<'a> {
+    pub id: ObjectId,
+    pub tenant: TenantRecord,
+    pub group: &'a GroupHandle,
+}
+
+impl ObjectApi {
+    /// Validates names, finds the tenant's group and checks this node may serve it:
+    /// as leader (writes, strong reads, with a leadership barrier for reads) or as
+    /// any replica (eventual reads).
+    pub(crate) async fn target(
+        &self,
+        tenant: &str,
+        container: &str,
+        key: Option<&str>,
+        access: Access,
+    ) -> NodeResult<Target<'_>> {
+        validate_tenant(tenant)?;
+        validate_container(container)?;
+        if let Some(k) = key {
+            validate_key(k)?;
+        }
+        let record = self.node.tenant(tenant).await?;
+        let group = self.node.replica_of(&record)?;
+        match access {
+            Access::Write => group.require_leader()?,
+            Access::StrongRead => {
+                group.require_leader()?;
+                group.linearizable_barrier().await?;
+            }
+            Access::EventualRead => {}
+        }
+        self.node.require_container(tenant, container).await?;
+        let id = ObjectId {
+            tenant: tenant.into(),
+            container: container.into(),
+            key: key.unwrap_or_default().into(),
+        };
+        Ok(Target {
+            id,
+            tenant: record,
+            group,
+        })
+    }
+
+    fn head_local(&self, t: &Target<'_>) -> NodeResult<ObjectMeta> {
+        self.node
+            .objects(t.tenant.group)
+            .head(&t.id)?
+            .ok_or_else(|| NodeError::ObjectNotFound {
+                tenant: t.id.tenant.clone(),
+                container: t.id.container.clone(),
+                key: t.id.key.clone(),
+            })
+    }
+}
+
+/// What a request needs from the local replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Write,
+    StrongRead,
+    EventualRead,
+}
+
+pub(crate) fn read_access(consistency: i32) -> Access {
+    match pb::Consistency::try_from(consistency) {
+        Ok(pb::Consistency::Eventual) => Access::EventualRead,
+        _ => Access::StrongRead,
+    }
+}
+
+/// The byte range `[start, end)` a get asks for, checked against the object size.
+fn byte_range(size: u64, offset: Option<u64>, length: Option<u64>) -> NodeResult<(u64, u64)> {
+    let start = offset.unwrap_or(0);
+    if start > size || (start == size && size > 0 && offset.is_some()) {
+        return Err(NodeError::OutOfRange(format!(
+            "range start {start} is beyond the object's size {size}"
+        )));
+    }
+    let end = match length {
+        Some(len) => start.saturating_add(len).min(size),
+        None => size,
+    };
+    Ok((start, end))
+}
+
+/// Streams the chunks covering `[start, end)` of one version.
+fn chunk_stream(
+    reader: crate::objects::reader::ObjectReader,
+    id: ObjectId,
+    meta: ObjectMeta,
+    start: u64,
+    end: u64,
+) -> BoxStream<'static, Result<pb::GetResponse, Status>> {
+    let chunk = STORAGE_CHUNK_BYTES as u64;
+    let first = (start / chunk) as u32;
+    let last = if end == 0 {
+        0
+    } else {
+        ((end - 1) / chunk) as u32 + 1
+    };
+    let stream = futures::stream::iter(first..last.max(first)).map(move |index| {
+        let data = match reader.chunk(meta.version, index) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(Status::from(NodeError::Aborted(format!("object {}/{}/{} changed while it was being read; retry", id.tenant, id.container, id.key)))),
+            Err(crate::storage::StorageError::Corrupt { why, .. }) => {
+                tracing::error!(group = reader.group(), object = %format!("{}/{}/{}", id.tenant, id.container, id.key), chunk = index, why, "stored chunk failed its CRC");
+                return Err(NodeError::DataLoss(format!("chunk {index} of {}/{}/{} is corrupt on this replica: {why}", id.tenant, id.container, id.key)).into());
+            }
+            Err(e) => return Err(NodeError::from(e).into()),
+        };
+        let base = u64::from(index) * chunk;
+        let from = start.saturating_sub(base).min(data.len() as u64) as usize;
+        let to = (end - base).min(data.len() as u64) as usize;
+        let slice = bytes::Bytes::copy_from_slice(&data[from..to]);
+        Ok(pb::GetResponse { part: Some(pb::get_response::Part::Chunk(pb::GetChunk { crc32: crc32fast::hash(&slice), data: slice })) })
+    });
+    Box::pin(stream)
+}
+
+use futures::StreamExt;
+
+#[tonic::async_trait]
+impl ObjectService for ObjectApi {
+    async fn put_object(
+        &self,
+        request: Request<Streaming<pb::PutRequest>>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let info = super::put::put(self, request.into_inner()).await?;
+        Ok(Response::new(pb::PutResponse { object: Some(info) }))
+    }
+
+    type GetObjectStream = BoxStream<'static, Result<pb::GetResponse, Status>>;
+
+    async fn get_object(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<Self::GetObjectStream>, Status> {
+        let r = request.into_inner();
+        let t = self
+            .target(
+                &r.tenant,
+                &r.container,
+                Some(&r.key),
+                read_access(r.consistency),
+            )
+            .await?;
+        let meta = self.head_local(&t)?;
+        let (start, end) = byte_range(meta.size, r.offset, r.length)?;
+        let info = pb::GetResponse {
+            part: Some(pb::get_response::Part::Info(convert::object_info(
+                &t.id, &meta,
+            ))),
+        };
+        let chunks = chunk_stream(
+            self.node.objects(t.tenant.group),
+            t.id.clone(),
+            meta,
+            start,
+            end,
+        );
+        Ok(Response::new(Box::pin(
+            futures::stream::once(async move { Ok(info) }).chain(chunks),
+        )))
+    }
+
+    async fn head_object(
+        &self,
+        request: Request<pb::HeadRequest>,
+    ) -> Result<Response<pb::ObjectInfo>, Status> {
+        let r = request.into_inner();
+        let t = self
+            .target(
+                &r.tenant,
+                &r.container,
+                Some(&r.key),
+                read_access(r.consistency),
+            )
+            .await?;
+        let meta = self.head_local(&t)?;
+        Ok(Response::new(convert::object_info(&t.id, &meta)))
+    }
+
+    async fn delete_object(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = request.into_inner();
+        let t = self
+            .target(&r.tenant, &r.container, Some(&r.key), Access::Write)
+            .await?;
+        let command = Command::Object(ObjectCommand::Delete {
+            object: t.id.clone(),
+            if_match: r.if_match,
+        });
+        match t.group.propose(command).await? {
+            RaftResponse::Object(ObjectResponse::Deleted { version }) => {
+                Ok(Response::new(pb::DeleteResponse {
+                    version_id: format!("{version:032x}"),
+                }))
+            }
+            RaftResponse::Object(ObjectResponse::NotFound) => Err(NodeError::ObjectNotFound {
+                tenant: r.tenant,
+                container: r.container,
+                key: r.key,
+            }
+            .into()),
+            RaftResponse::Object(ObjectResponse::PreconditionFailed(why)) => {
+                Err(NodeError::FailedPrecondition {
+                    code: "condition-not-met",
+                    message: why,
+                }
+                .into())
+            }
+            other => {
+                Err(NodeError::Internal(format!("unexpected delete outcome {other:?}")).into())
+            }
+        }
+    }
+
+    async fn list_objects(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let r = request.into_inner();
+        let t = self
+            .target(&r.tenant, &r.container, None, read_access(r.consistency))
+            .await?;
+        let page = match r.page_size {
+            0 => LIST_PAGE_DEFAULT,
+            n if n > LIST_PAGE_MAX => {
+                return Err(NodeError::InvalidArgument(format!(
+                    "page size {n} is over the maximum of {LIST_PAGE_MAX}"
+                ))
+                .into())
+            }
+            n => n,
+        } as usize;
+        let after = if r.continuation_token.is_empty() {
+            None
+        } else {
+            let raw = hex::decode(&r.continuation_token).map_err(|_| NodeError::InvalidArgument("continuation token is malformed: pass the token from the previous page unchanged".into()))?;
+            Some(String::from_utf8(raw).map_err(|_| {
+                NodeError::InvalidArgument("continuation token is malformed".into())
+            })?)
+        };
+        let mut rows = self
+            .node
+            .objects(t.tenant.group)
+            .list(
+                &r.tenant,
+                &r.container,
+                &r.prefix,
+                after.as_deref(),
+                page + 1,
+            )
+            .map_err(NodeError::from)?;
+        let next = if rows.len() > page {
+            rows.truncate(page);
+            rows.last().map(|(k, _)| hex::encode(k)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let objects = rows
+            .iter()
+            .map(|(key, meta)| {
+                convert::object_info(
+                    &ObjectId {
+                        tenant: r.tenant.clone(),
+                        container: r.container.clone(),
+                        key: key.clone(),
+                    },
+                    meta,
+                )
+            })
+            .collect();
+        Ok(Response::new(pb::ListResponse {
+            objects,
+            next_continuation_token: next,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range(10, None, None).unwrap(), (0, 10));
+        assert_eq!(byte_range(10, Some(3), Some(4)).unwrap(), (3, 7));
+        assert_eq!(byte_range(10, Some(3), Some(400)).unwrap(), (3, 10));
+        assert_eq!(byte_range(0, None, None).unwrap(), (0, 0));
+        assert!(byte_range(10, Some(10), None).is_err());
+        assert!(byte_range(10, Some(11), Some(1)).is_err());
+    }
+}

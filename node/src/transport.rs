@@ -1,0 +1,139 @@
+//! The transport seam: the only module that binds listeners or dials peers.
+//!
+//! Real runs use TCP ([`TcpTransport`]); the simulation supplies its own
+//! [`Transport`] over turmoil's network. Everything above sees boxed byte streams.
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A bidirectional byte stream.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A connection accepted by or dialled from a node.
+pub struct Conn {
+    io: Box<dyn Io>,
+    remote: Option<std::net::SocketAddr>,
+}
+
+impl Conn {
+    /// Wraps a stream.
+    pub fn new(io: impl Io, remote: Option<std::net::SocketAddr>) -> Self {
+        Self {
+            io: Box::new(io),
+            remote,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = Option<std::net::SocketAddr>;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.remote
+    }
+}
+
+/// A stream of accepted connections.
+pub type Incoming = BoxStream<'static, io::Result<Conn>>;
+
+/// Binds listeners and dials peers.
+pub trait Transport: Send + Sync + 'static {
+    /// Starts listening on `addr` (`host:port`).
+    fn listen(&self, addr: &str) -> BoxFuture<'static, io::Result<Incoming>>;
+    /// Opens a connection to `addr` (`host:port`).
+    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<Conn>>;
+}
+
+/// Shared transport handle.
+pub type TransportRef = Arc<dyn Transport>;
+
+/// Plain TCP, for real processes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TcpTransport;
+
+impl Transport for TcpTransport {
+    fn listen(&self, addr: &str) -> BoxFuture<'static, io::Result<Incoming>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                let hint = if e.kind() == io::ErrorKind::AddrInUse {
+                    ": the port is already in use; stop the process holding it or change the node's address in the topology"
+                } else {
+                    ""
+                };
+                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
+            })?;
+            let stream = futures::stream::unfold(listener, |listener| async move {
+                let next = listener.accept().await.map(|(s, remote)| {
+                    let _ = s.set_nodelay(true);
+                    Conn::new(s, Some(remote))
+                });
+                Some((next, listener))
+            });
+            Ok(Box::pin(stream) as Incoming)
+        })
+    }
+
+    fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<Conn>> {
+        let addr = addr.to_string();
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect(&addr).await?;
+            s.set_nodelay(true)?;
+            let remote = s.peer_addr().ok();
+            Ok(Conn::new(s, remote))
+        })
+    }
+}
+
+/// A tonic channel to `addr` that dials through `transport`, connecting lazily.
+pub fn channel(
+    transport: &TransportRef,
+    addr: &str,
+    connect_timeout: std::time::Duration,
+) -> tonic::transport::Channel {
+    let transport = transport.clone();
+    // The URI only names the authority; the connector below does the dialling.
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://invalid.invalid:1"))
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+        let transport = transport.clone();
+        async move {
+            let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let conn = transport.connect(&authority).await?;
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(conn))
+        }
+    }))
+}
