@@ -1,0 +1,80 @@
+//! One lazily connected gRPC channel per node address; the only module that dials.
+//!
+//! A tonic `Channel` multiplexes every request to one node over one HTTP/2
+//! connection and reconnects by itself, so the pool only has to create each channel
+//! once and hand out cheap clones.
+
+use crate::error::Error;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
+use stratus_proto::v1::admin_service_client::AdminServiceClient;
+use stratus_proto::v1::object_service_client::ObjectServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Channels by `host:port`.
+#[derive(Debug)]
+pub(crate) struct Channels {
+    connect_timeout: Duration,
+    by_addr: Mutex<HashMap<String, Channel>>,
+}
+
+/// `http://host:port` or `host:port` → `host:port`.
+pub(crate) fn normalize_addr(addr: &str) -> String {
+    let a = addr.trim();
+    let a = a.strip_prefix("http://").unwrap_or(a);
+    a.trim_end_matches('/').to_owned()
+}
+
+impl Channels {
+    pub(crate) fn new(connect_timeout: Duration) -> Channels {
+        Channels {
+            connect_timeout,
+            by_addr: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The channel to `addr`, created on first use (no connection is made until a
+    /// request is sent).
+    pub(crate) fn get(&self, addr: &str) -> Result<Channel, Error> {
+        let mut map = self
+            .by_addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ch) = map.get(addr) {
+            return Ok(ch.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::config(format!("invalid endpoint {addr:?}: {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let ch = endpoint.connect_lazy();
+        map.insert(addr.to_owned(), ch.clone());
+        Ok(ch)
+    }
+
+    pub(crate) fn objects(&self, addr: &str) -> Result<ObjectServiceClient<Channel>, Error> {
+        Ok(ObjectServiceClient::new(self.get(addr)?)
+            .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
+    }
+
+    pub(crate) fn admin(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {
+        Ok(AdminServiceClient::new(self.get(addr)?)
+            .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalized() {
+        assert_eq!(normalize_addr(" http://127.0.0.1:7101/ "), "127.0.0.1:7101");
+        assert_eq!(normalize_addr("node1:7101"), "node1:7101");
+    }
+}

@@ -1,0 +1,213 @@
+//! `stratus bench`: throughput and latency of a running cluster, next to the
+//! ceilings of the disk holding its data, measured in the same run.
+//!
+//! Creates a fresh LRS tenant (`bench<digits>`) and container, measures the disk
+//! (sequential write, fsync rate), runs PUT 4 KiB ×64, GET 4 KiB ×64, PUT 1 MiB ×8,
+//! GET 1 MiB ×8, prints each against its ceiling and target, and deletes what it
+//! created (best effort, also after Ctrl-C).
+
+pub mod disk;
+pub mod load;
+pub mod report;
+
+use super::output::Out;
+use super::Connection;
+use anyhow::Context;
+use clap::Args;
+use load::{Op, PhaseResult, PhaseSpec, Target};
+use rand::Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use stratus_client::{Client, Error, Profile, Redundancy};
+
+const CONTAINER: &str = "bench";
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Data dir of the `stratus dev` cluster: its profile is used (unless
+    /// --endpoint is given) and its disk is measured.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Seconds per load phase.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub duration: u64,
+    /// Region of the bench tenant (default: the first storage region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// A short run (2 s phases, smaller disk probes) for smoke tests.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+async fn connect(args: &BenchArgs, conn: &Connection) -> anyhow::Result<Client> {
+    match &args.data {
+        Some(dir) if conn.endpoints.is_empty() => {
+            let profile = Profile::load(&dir.join(stratus_client::profile::PROFILE_FILE))?;
+            conn.connect_to(profile.endpoints).await
+        }
+        _ => conn.connect().await,
+    }
+}
+
+fn phases(duration: Duration) -> [PhaseSpec; 4] {
+    let spec = |name, op, size, concurrency| PhaseSpec {
+        name,
+        op,
+        size,
+        concurrency,
+        duration,
+    };
+    [
+        spec("put-4k", Op::Put, 4 * KIB, 64),
+        spec("get-4k", Op::Get, 4 * KIB, 64),
+        spec("put-1m", Op::Put, MIB, 8),
+        spec("get-1m", Op::Get, MIB, 8),
+    ]
+}
+
+/// Runs the phases in order; GET phases read what the PUT before them wrote.
+async fn run_phases(
+    client: &Client,
+    target: &Target,
+    duration: Duration,
+    written: &mut Vec<String>,
+    results: &mut Vec<PhaseResult>,
+    out: Out,
+) {
+    let mut last_written: Arc<Vec<String>> = Arc::new(Vec::new());
+    for spec in phases(duration) {
+        if !out.is_json() {
+            eprintln!(
+                "running {} ({} tasks, {} s)…",
+                spec.name,
+                spec.concurrency,
+                duration.as_secs()
+            );
+        }
+        let op = spec.op;
+        let (result, keys) = load::run_phase(client, target, spec, last_written.clone()).await;
+        if op == Op::Put {
+            written.extend(keys.iter().cloned());
+            last_written = Arc::new(keys);
+        }
+        results.push(result);
+    }
+}
+
+pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result<()> {
+    let duration = Duration::from_secs(if args.quick {
+        args.duration.min(2)
+    } else {
+        args.duration.max(1)
+    });
+    // The disk under the cluster's data: the dev data dir when there is one.
+    let data_dir = args.data.clone().unwrap_or_else(|| {
+        let dev = PathBuf::from(stratus_client::profile::DEV_DATA_DIR);
+        if dev.is_dir() {
+            dev
+        } else {
+            PathBuf::from(".")
+        }
+    });
+    let client = connect(&args, conn).await?;
+    let region = match &args.region {
+        Some(r) => r.clone(),
+        None => client
+            .cluster_status()
+            .await?
+            .first_storage_region()
+            .map(str::to_owned)
+            .context("the cluster reports no storage region")?,
+    };
+
+    let (seq_bytes, fsync_for) = match args.quick {
+        true => (64 * MIB as u64, Duration::from_secs(1)),
+        false => (256 * MIB as u64, Duration::from_secs(3)),
+    };
+    if !out.is_json() {
+        eprintln!("measuring the disk under {}…", data_dir.display());
+    }
+    let disk = disk::measure(&data_dir, seq_bytes, fsync_for).await?;
+
+    let tenant = format!(
+        "bench{:08}",
+        rand::thread_rng().gen_range(0..100_000_000u32)
+    );
+    client
+        .create_tenant(&tenant, &region, Redundancy::Lrs)
+        .await?;
+    let target = Target {
+        tenant: tenant.clone(),
+        container: CONTAINER.to_owned(),
+    };
+    let mut written = Vec::new();
+    let mut results = Vec::new();
+    let outcome = async {
+        client.create_container(&tenant, CONTAINER).await?;
+        tokio::select! {
+            _ = run_phases(&client, &target, duration, &mut written, &mut results, out) => Ok(()),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    }
+    .await;
+    cleanup(&client, &target, &written, out).await;
+    outcome?;
+
+    let report = report::Report {
+        checks: report::checks(&disk, &results),
+        tenant,
+        region,
+        disk,
+        phases: results,
+    };
+    if out.is_json() {
+        return out.json(&report);
+    }
+    report::print_text(&report);
+    Ok(())
+}
+
+/// Deletes the bench container and tenant; deletes the objects first when the
+/// cluster refuses to drop a non-empty container or tenant.
+async fn cleanup(client: &Client, t: &Target, written: &[String], out: Out) {
+    if !out.is_json() {
+        eprintln!("cleaning up tenant {}…", t.tenant);
+    }
+    let mut result = client.delete_container(&t.tenant, &t.container).await;
+    if matches!(result, Err(Error::FailedPrecondition { .. })) {
+        delete_objects(client, t, written).await;
+        result = client.delete_container(&t.tenant, &t.container).await;
+    }
+    if let Err(e) = result {
+        if !matches!(e, Error::NotFound { .. }) {
+            eprintln!(
+                "warning: could not delete container {}/{}: {e}",
+                t.tenant, t.container
+            );
+        }
+    }
+    if let Err(e) = client.delete_tenant(&t.tenant).await {
+        eprintln!("warning: could not delete bench tenant {}: {e}", t.tenant);
+    }
+}
+
+async fn delete_objects(client: &Client, t: &Target, keys: &[String]) {
+    use futures::StreamExt;
+    let failures = futures::stream::iter(keys)
+        .map(|k| async move {
+            client
+                .delete(&t.tenant, &t.container, k, None)
+                .await
+                .is_err()
+        })
+        .buffer_unordered(32)
+        .filter(|failed| futures::future::ready(*failed))
+        .count()
+        .await;
+    if failures > 0 {
+        eprintln!("warning: {failures} bench objects could not be deleted");
+    }
+}

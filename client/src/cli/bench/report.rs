@@ -1,0 +1,209 @@
+//! Bench figures against their ceilings and targets (DESIGN.md section 6 and the
+//! issue's thresholds), as text or JSON.
+
+use super::disk::DiskCeilings;
+use super::load::PhaseResult;
+use crate::cli::output::say;
+use serde::Serialize;
+
+/// GET of 4 KiB objects must reach this many ops/s.
+pub const GET_4K_OPS_TARGET: f64 = 20_000.0;
+
+/// One figure compared with its target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    /// Where the target comes from (`issue` or `DESIGN`).
+    pub source: &'static str,
+    pub measured: f64,
+    pub target: f64,
+    pub unit: &'static str,
+    /// measured / target.
+    pub ratio: f64,
+    pub pass: bool,
+}
+
+fn check(
+    name: &str,
+    source: &'static str,
+    measured: f64,
+    target: f64,
+    unit: &'static str,
+) -> Check {
+    let ratio = if target > 0.0 { measured / target } else { 0.0 };
+    Check {
+        name: name.to_owned(),
+        source,
+        measured,
+        target,
+        unit,
+        ratio,
+        pass: measured >= target,
+    }
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tenant: String,
+    pub region: String,
+    pub disk: DiskCeilings,
+    pub phases: Vec<PhaseResult>,
+    pub checks: Vec<Check>,
+}
+
+fn phase<'a>(phases: &'a [PhaseResult], name: &str) -> Option<&'a PhaseResult> {
+    phases.iter().find(|p| p.name == name)
+}
+
+/// The checks of DESIGN.md section 6 and of the issue, for the phases that ran.
+pub fn checks(disk: &DiskCeilings, phases: &[PhaseResult]) -> Vec<Check> {
+    let mut out = Vec::new();
+    let per_replica_mb_s = disk.seq_write_mb_s / 3.0;
+    if let Some(p) = phase(phases, "put-1m") {
+        out.push(check(
+            "PUT 1 MiB MB/s ≥ 0.25 × (seq write ÷ 3)",
+            "issue",
+            p.mb_s,
+            0.25 * per_replica_mb_s,
+            "MB/s",
+        ));
+        out.push(check(
+            "PUT 1 MiB MB/s ≥ 0.6 × (seq write ÷ 3)",
+            "DESIGN",
+            p.mb_s,
+            0.6 * per_replica_mb_s,
+            "MB/s",
+        ));
+    }
+    if let Some(p) = phase(phases, "put-4k") {
+        out.push(check(
+            "PUT 4 KiB ops/s ≥ 1 × fsync rate",
+            "issue",
+            p.ops_s,
+            disk.fsync_ops_s,
+            "ops/s",
+        ));
+        out.push(check(
+            "PUT 4 KiB ops/s ≥ 2 × fsync rate",
+            "DESIGN",
+            p.ops_s,
+            2.0 * disk.fsync_ops_s,
+            "ops/s",
+        ));
+    }
+    if let Some(p) = phase(phases, "get-4k") {
+        out.push(check(
+            "GET 4 KiB ops/s ≥ 20,000",
+            "DESIGN",
+            p.ops_s,
+            GET_4K_OPS_TARGET,
+            "ops/s",
+        ));
+    }
+    out
+}
+
+/// Prints the report for people.
+pub fn print_text(r: &Report) {
+    say!("tenant {} (LRS) in {}", r.tenant, r.region);
+    say!(
+        "disk ceilings in {}: sequential write {:.1} MB/s ({} MiB, fdatasync at the end); fsync {:.0} ops/s (4 KiB append + fdatasync, 1 writer)",
+        r.disk.dir.display(),
+        r.disk.seq_write_mb_s,
+        r.disk.seq_bytes / (1024 * 1024),
+        r.disk.fsync_ops_s
+    );
+    say!("");
+    say!(
+        "{:<8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}  vs ceiling",
+        "phase",
+        "conc",
+        "ops/s",
+        "MB/s",
+        "p50 ms",
+        "p99 ms",
+        "errors"
+    );
+    for p in &r.phases {
+        let vs = match p.name {
+            "put-1m" if r.disk.seq_write_mb_s > 0.0 => {
+                format!(
+                    "{:.2} × (seq write ÷ 3)",
+                    p.mb_s / (r.disk.seq_write_mb_s / 3.0)
+                )
+            }
+            "put-4k" if r.disk.fsync_ops_s > 0.0 => {
+                format!("{:.2} × fsync rate", p.ops_s / r.disk.fsync_ops_s)
+            }
+            "get-4k" => format!("{:.2} × 20,000 ops/s", p.ops_s / GET_4K_OPS_TARGET),
+            _ => String::new(),
+        };
+        say!(
+            "{:<8} {:>5} {:>10.0} {:>9.1} {:>9.2} {:>9.2} {:>7}  {vs}",
+            p.name,
+            p.concurrency,
+            p.ops_s,
+            p.mb_s,
+            p.p50_ms,
+            p.p99_ms,
+            p.errors
+        );
+        if let Some(e) = &p.first_error {
+            say!("         first error: {e}");
+        }
+    }
+    say!("");
+    for c in &r.checks {
+        say!(
+            "{:<6} [{}] {}: {:.1} {} vs target {:.1} ({:.2}×)",
+            if c.pass { "PASS" } else { "BELOW" },
+            c.source,
+            c.name,
+            c.measured,
+            c.unit,
+            c.target,
+            c.ratio
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &'static str, ops_s: f64, mb_s: f64) -> PhaseResult {
+        PhaseResult {
+            name,
+            object_bytes: 0,
+            concurrency: 1,
+            ops: 1,
+            errors: 0,
+            first_error: None,
+            seconds: 1.0,
+            ops_s,
+            mb_s,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn targets_follow_the_ceilings() {
+        let disk = DiskCeilings {
+            dir: "/tmp".into(),
+            seq_bytes: 0,
+            seq_write_mb_s: 300.0,
+            fsync_ops_s: 500.0,
+        };
+        let phases = [result("put-1m", 0.0, 30.0), result("put-4k", 800.0, 3.2)];
+        let c = checks(&disk, &phases);
+        assert_eq!(c.len(), 4);
+        // 0.25 × 100 = 25 MB/s: 30 passes; 0.6 × 100 = 60: below.
+        assert!(c[0].pass && (c[0].target - 25.0).abs() < 1e-9);
+        assert!(!c[1].pass && (c[1].target - 60.0).abs() < 1e-9);
+        // 800 ops/s vs 500 (pass) and 1000 (below).
+        assert!(c[2].pass && !c[3].pass);
+        assert!((c[2].ratio - 1.6).abs() < 1e-9);
+    }
+}

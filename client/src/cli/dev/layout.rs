@@ -1,0 +1,267 @@
+//! The `stratus dev` data directory and the small files through which the
+//! supervisor and `stratus dev node start|stop` talk:
+//!
+//! ```text
+//! DIR/topology.toml            the cluster's topology (default or --topology)
+//! DIR/profile.toml             client profile listing every node's address
+//! DIR/supervisor.pid           pid of the running supervisor
+//! DIR/nodes/<id>/node.toml     node config read by `stratus-node --config`
+//! DIR/nodes/<id>/data/         the node's own data (created by the node)
+//! DIR/nodes/<id>/node.log      the node's stdout and stderr, appended
+//! DIR/nodes/<id>/desired       "up" or "down", written by `stratus dev node …`
+//! DIR/nodes/<id>/state         "running <pid>", "stopped" or "exited <status>"
+//! ```
+//!
+//! Small files are replaced atomically (write a temporary file, rename), so a
+//! reader never sees half a value.
+
+use anyhow::{anyhow, bail, Context};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use stratus_client::Profile;
+use stratus_core::topology::{NodeId, Topology, DEFAULT_TOPOLOGY};
+
+/// What the user asked a node to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    Up,
+    Down,
+}
+
+/// What the supervisor last observed of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    Running(u32),
+    Stopped,
+    Exited(String),
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeState::Running(pid) => write!(f, "running {pid}"),
+            NodeState::Stopped => f.write_str("stopped"),
+            NodeState::Exited(status) => write!(f, "exited {status}"),
+        }
+    }
+}
+
+impl NodeState {
+    pub fn parse(s: &str) -> Option<NodeState> {
+        let s = s.trim();
+        if s == "stopped" {
+            return Some(NodeState::Stopped);
+        }
+        if let Some(pid) = s.strip_prefix("running ") {
+            return pid.trim().parse().ok().map(NodeState::Running);
+        }
+        s.strip_prefix("exited ")
+            .map(|st| NodeState::Exited(st.trim().to_owned()))
+    }
+}
+
+/// A `stratus dev` data directory.
+#[derive(Debug, Clone)]
+pub struct DevDir {
+    root: PathBuf,
+}
+
+/// Replaces `path`'s content atomically.
+pub fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl DevDir {
+    /// `root` made absolute, so printed paths work from anywhere.
+    pub fn new(root: &Path) -> DevDir {
+        DevDir {
+            root: super::super::absolute(root),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn topology_path(&self) -> PathBuf {
+        self.root.join("topology.toml")
+    }
+    pub fn profile_path(&self) -> PathBuf {
+        self.root.join(stratus_client::profile::PROFILE_FILE)
+    }
+    pub fn pid_path(&self) -> PathBuf {
+        self.root.join("supervisor.pid")
+    }
+    pub fn node_dir(&self, id: NodeId) -> PathBuf {
+        self.root.join("nodes").join(id.to_string())
+    }
+    pub fn node_config(&self, id: NodeId) -> PathBuf {
+        self.node_dir(id).join("node.toml")
+    }
+    pub fn node_log(&self, id: NodeId) -> PathBuf {
+        self.node_dir(id).join("node.log")
+    }
+
+    /// The desired state; a missing or unreadable file means up.
+    pub fn desired(&self, id: NodeId) -> Desired {
+        match std::fs::read_to_string(self.node_dir(id).join("desired")) {
+            Ok(s) if s.trim() == "down" => Desired::Down,
+            _ => Desired::Up,
+        }
+    }
+
+    pub fn set_desired(&self, id: NodeId, d: Desired) -> anyhow::Result<()> {
+        let value = match d {
+            Desired::Up => "up\n",
+            Desired::Down => "down\n",
+        };
+        write_atomic(&self.node_dir(id).join("desired"), value)
+    }
+
+    pub fn state(&self, id: NodeId) -> Option<NodeState> {
+        let s = std::fs::read_to_string(self.node_dir(id).join("state")).ok()?;
+        NodeState::parse(&s)
+    }
+
+    pub fn set_state(&self, id: NodeId, s: &NodeState) -> anyhow::Result<()> {
+        write_atomic(&self.node_dir(id).join("state"), &format!("{s}\n"))
+    }
+
+    /// The supervisor pid recorded in the directory, if any.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Reads the topology stored in the directory.
+    pub fn load_topology(&self) -> anyhow::Result<Topology> {
+        let path = self.topology_path();
+        let src = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}: is {} a `stratus dev` data dir?",
+                path.display(),
+                self.root.display()
+            )
+        })?;
+        Topology::parse(&src).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Chooses the topology: `--topology FILE` if given (copied in), else the one
+    /// from a previous run, else the embedded default. Validates it.
+    pub fn prepare_topology(&self, flag: Option<&Path>) -> anyhow::Result<Topology> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        let path = self.topology_path();
+        let (src, origin) = match flag {
+            Some(f) => (
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?,
+                f.to_path_buf(),
+            ),
+            None if path.exists() => (
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                path.clone(),
+            ),
+            None => (
+                DEFAULT_TOPOLOGY.to_owned(),
+                PathBuf::from("the embedded default topology"),
+            ),
+        };
+        let topology = Topology::parse(&src).map_err(|e| anyhow!("{}: {e}", origin.display()))?;
+        if origin != path {
+            write_atomic(&path, &src)?;
+        }
+        Ok(topology)
+    }
+
+    /// Writes every node's directory and config, and the client profile.
+    pub fn write_node_files(&self, topology: &Topology) -> anyhow::Result<()> {
+        for id in topology.nodes().keys() {
+            let dir = self.node_dir(*id);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_atomic(&self.node_config(*id), &node_config(*id))?;
+        }
+        let profile = Profile {
+            endpoints: topology.nodes().values().map(|n| n.addr.clone()).collect(),
+        };
+        write_atomic(&self.profile_path(), &profile.to_toml())
+    }
+
+    /// Fails unless `id` is a node of this directory's topology.
+    pub fn check_node(&self, topology: &Topology, id: NodeId) -> anyhow::Result<()> {
+        if topology.node(id).is_some() {
+            return Ok(());
+        }
+        let ids: Vec<String> = topology.nodes().keys().map(u64::to_string).collect();
+        bail!(
+            "node {id} is not in the topology of {} (nodes: {})",
+            self.root.display(),
+            ids.join(", ")
+        )
+    }
+}
+
+/// The `node.toml` of node `id` (paths relative to the file's directory).
+pub fn node_config(id: NodeId) -> String {
+    format!(
+        "# Written by `stratus dev`; paths are relative to this file's directory.\n\
+         node_id = {id}\n\
+         topology = \"../../topology.toml\"\n\
+         data_dir = \"data\"\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for s in [
+            NodeState::Running(42),
+            NodeState::Stopped,
+            NodeState::Exited("killed by SIGKILL".into()),
+        ] {
+            assert_eq!(NodeState::parse(&format!("{s}\n")), Some(s));
+        }
+        assert_eq!(NodeState::parse("garbage"), None);
+    }
+
+    #[test]
+    fn layout_files_are_written_and_read_back() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DevDir::new(&tmp.path().join("dev"));
+        let topology = dir.prepare_topology(None).expect("default topology");
+        dir.write_node_files(&topology).expect("node files");
+        assert!(dir.topology_path().exists());
+        let profile = Profile::load(&dir.profile_path()).expect("profile");
+        assert_eq!(profile.endpoints.len(), topology.nodes().len());
+        let cfg = std::fs::read_to_string(dir.node_config(3)).expect("node.toml");
+        assert!(
+            cfg.contains("node_id = 3") && cfg.contains("../../topology.toml"),
+            "{cfg}"
+        );
+        assert_eq!(dir.desired(3), Desired::Up);
+        dir.set_desired(3, Desired::Down).expect("desired");
+        assert_eq!(dir.desired(3), Desired::Down);
+        dir.set_state(3, &NodeState::Running(7)).expect("state");
+        assert_eq!(dir.state(3), Some(NodeState::Running(7)));
+        assert!(dir.check_node(&topology, 99).is_err());
+
+        // A bad --topology is rejected with the file name and the rule.
+        let bad = tmp.path().join("bad.toml");
+        std::fs::write(&bad, "[[node]]\nid = 0\n").expect("write");
+        let e = dir
+            .prepare_topology(Some(&bad))
+            .expect_err("invalid topology");
+        assert!(e.to_string().contains("bad.toml"), "{e}");
+        // The previous topology is kept and reused.
+        assert_eq!(dir.prepare_topology(None).expect("reuse"), topology);
+    }
+}

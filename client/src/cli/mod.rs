@@ -1,0 +1,219 @@
+//! Command-line definitions (clap derive) and dispatch.
+//!
+//! Submodules: [`output`] (text/JSON printing, error reporting, exit codes),
+//! [`paths`] (TENANT/CONTAINER/KEY and range parsing), [`objects`], [`admin`],
+//! [`progress`], [`dev`] (the local cluster supervisor) and [`bench`].
+
+pub mod admin;
+pub mod bench;
+pub mod dev;
+pub mod objects;
+pub mod output;
+pub mod paths;
+pub mod progress;
+
+use clap::{Args, Parser, Subcommand};
+use output::{Out, OutputFormat};
+use paths::{ContainerPath, ListPath, ObjectPath};
+use std::path::PathBuf;
+use std::time::Duration;
+use stratus_client::{Client, ClientConfig, EndpointSources, Redundancy};
+
+const AFTER_HELP: &str = "\
+Connection: --endpoint, else STRATUS_ENDPOINT, else the profile in STRATUS_PROFILE, \
+else ./.stratus-dev/profile.toml (written by `stratus dev`).
+
+Exit codes: 0 ok, 1 other error, 2 usage or invalid argument, 3 not found, \
+4 precondition failed or already exists, 5 cluster unavailable, 6 integrity or data loss, \
+7 outcome unknown.";
+
+/// Stratus: a replicated, encrypted object store you can run, break and measure.
+#[derive(Debug, Parser)]
+#[command(name = "stratus", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Node address HOST:PORT to contact first (repeatable or comma-separated).
+    #[arg(
+        long = "endpoint",
+        global = true,
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub endpoints: Vec<String>,
+    /// Output format of results (errors go to stderr in the same format).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Give up on an operation (after retries) after this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Debug logs on stderr (-vv for every crate); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a local multi-region cluster as separate stratus-node processes.
+    Dev(dev::DevArgs),
+    /// Cluster-wide information.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Manage tenants (Azure: storage accounts).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+    /// Upload a file (or stdin with `-`) as an object.
+    Put(objects::PutArgs),
+    /// Download an object to a file or stdout.
+    Get(objects::GetArgs),
+    /// Show an object's metadata.
+    Head {
+        /// TENANT/CONTAINER/KEY
+        #[arg(value_parser = paths::parse_object_path)]
+        path: ObjectPath,
+    },
+    /// List objects, optionally under a key prefix.
+    Ls {
+        /// TENANT/CONTAINER[/PREFIX]
+        #[arg(value_parser = paths::parse_list_path)]
+        path: ListPath,
+        /// Objects per request (the listing follows continuation tokens).
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+    },
+    /// Delete an object.
+    Rm {
+        /// TENANT/CONTAINER/KEY
+        #[arg(value_parser = paths::parse_object_path)]
+        path: ObjectPath,
+        /// Delete only if the object's current ETag is this.
+        #[arg(long, value_name = "ETAG")]
+        if_match: Option<String>,
+    },
+    /// Measure throughput and latency against a running cluster and this disk.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Topology with node health, and every Raft group with its leader.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create(TenantCreateArgs),
+    /// List tenants.
+    List,
+    /// Show a tenant and where its replica group lives.
+    Show { name: String },
+    /// Delete a tenant and all its data.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    /// 3-24 lowercase letters and digits.
+    pub name: String,
+    /// Home region (see `stratus cluster status`).
+    #[arg(long)]
+    pub region: String,
+    /// Redundancy class.
+    #[arg(long, value_parser = parse_redundancy, value_name = "lrs|zrs")]
+    pub redundancy: Redundancy,
+}
+
+fn parse_redundancy(s: &str) -> Result<Redundancy, String> {
+    s.parse()
+        .map_err(|e: stratus_core::redundancy::UnknownRedundancy| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create a container.
+    Create {
+        /// TENANT/CONTAINER
+        #[arg(value_parser = paths::parse_container_path)]
+        path: ContainerPath,
+    },
+    /// List a tenant's containers.
+    List { tenant: String },
+    /// Delete a container.
+    Delete {
+        /// TENANT/CONTAINER
+        #[arg(value_parser = paths::parse_container_path)]
+        path: ContainerPath,
+    },
+}
+
+/// Connection settings shared by every command that talks to a cluster.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub endpoints: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Connection {
+    /// Resolves endpoints (flag, env, profile) and connects.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let endpoints =
+            stratus_client::resolve_endpoints(&EndpointSources::from_env(self.endpoints.clone()))?;
+        self.connect_to(endpoints).await
+    }
+
+    /// Connects to explicit endpoints.
+    pub async fn connect_to(&self, endpoints: Vec<String>) -> anyhow::Result<Client> {
+        let config = ClientConfig {
+            deadline: self.timeout,
+            ..ClientConfig::default()
+        };
+        Ok(Client::connect_with(endpoints, config).await?)
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Out::new(cli.output);
+    let conn = Connection {
+        endpoints: cli.endpoints,
+        timeout: Duration::from_secs(cli.timeout.max(1)),
+    };
+    match cli.command {
+        Command::Dev(args) => dev::run(args, out).await,
+        Command::Bench(args) => bench::run(args, &conn, out).await,
+        Command::Cluster { command } => {
+            let client = conn.connect().await?;
+            match command {
+                ClusterCommand::Status => admin::cluster_status(&client, out).await,
+            }
+        }
+        Command::Tenant { command } => admin::tenant(&conn.connect().await?, command, out).await,
+        Command::Container { command } => {
+            admin::container(&conn.connect().await?, command, out).await
+        }
+        Command::Put(args) => objects::put(&conn.connect().await?, args, out).await,
+        Command::Get(args) => objects::get(&conn.connect().await?, args, out).await,
+        Command::Head { path } => objects::head(&conn.connect().await?, &path, out).await,
+        Command::Ls { path, page_size } => {
+            objects::ls(&conn.connect().await?, &path, page_size, out).await
+        }
+        Command::Rm { path, if_match } => {
+            objects::rm(&conn.connect().await?, &path, if_match.as_deref(), out).await
+        }
+    }
+}
+
+/// Absolute form of a path, for messages (falls back to the path as given).
+pub fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

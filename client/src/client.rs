@@ -1,0 +1,357 @@
+//! The [`Client`]: connection setup, cluster discovery and the administrative calls
+//! (tenants, containers, cluster status, tenant placement).
+//!
+//! Admin calls may go to any node (a node forwards directory writes to the directory
+//! leader itself); on a transport failure the next known node is tried.
+
+use crate::channels::{normalize_addr, Channels};
+use crate::convert::redundancy_to_pb;
+use crate::error::Error;
+use crate::model::{ClusterStatus, ContainerInfo, Placement, TenantInfo};
+use crate::retry::{with_timeout, Failure, RetryClass};
+use crate::routing::{PlacementCache, Route};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use stratus_core::{names, Redundancy};
+use stratus_proto::v1 as pb;
+use stratus_proto::v1::admin_service_client::AdminServiceClient;
+use tonic::transport::Channel;
+
+/// Timeouts, backoff and deadline of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Overall time one operation may take across all its retries.
+    pub deadline: Duration,
+    /// Time to establish a TCP connection to one node.
+    pub connect_timeout: Duration,
+    /// Time one attempt of a unary call (head, list, admin) may take.
+    pub request_timeout: Duration,
+    /// Longest silence tolerated in the middle of a streaming transfer.
+    pub stream_idle_timeout: Duration,
+    /// First retry pause; doubles on each retry up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest retry pause.
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            deadline: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            stream_idle_timeout: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A handle on a Stratus cluster. Cheap to clone; clones share connections and the
+/// placement cache, so many tasks can use one client concurrently.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) channels: Channels,
+    /// Every known node address: the seeds first, then the discovered nodes.
+    endpoints: RwLock<Vec<String>>,
+    /// Index in `endpoints` of the node that last answered an admin call.
+    preferred: AtomicUsize,
+    pub(crate) placements: PlacementCache,
+}
+
+impl Client {
+    /// Connects to a cluster through any of `endpoints` (`host:port`) with the
+    /// default [`ClientConfig`], and learns every node's address from the first
+    /// endpoint that answers.
+    pub async fn connect(endpoints: Vec<String>) -> Result<Client, Error> {
+        Client::connect_with(endpoints, ClientConfig::default()).await
+    }
+
+    /// Like [`Client::connect`], with explicit timeouts and retry budget.
+    pub async fn connect_with(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let client = Client::new_undiscovered(endpoints, config)?;
+        client.discover().await?;
+        Ok(client)
+    }
+
+    /// A client that knows only `endpoints` and has not contacted any node yet.
+    pub(crate) fn new_undiscovered(
+        endpoints: Vec<String>,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let mut seeds: Vec<String> = Vec::new();
+        for e in endpoints.iter().map(|e| normalize_addr(e)) {
+            if !e.is_empty() && !seeds.contains(&e) {
+                seeds.push(e);
+            }
+        }
+        if seeds.is_empty() {
+            return Err(Error::config(
+                "no endpoint given: pass at least one node address (host:port)",
+            ));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                channels: Channels::new(config.connect_timeout),
+                config,
+                endpoints: RwLock::new(seeds),
+                preferred: AtomicUsize::new(0),
+                placements: PlacementCache::default(),
+            }),
+        })
+    }
+
+    /// Asks the seeds, in order, for the cluster status and remembers every node.
+    async fn discover(&self) -> Result<(), Error> {
+        let seeds = self.endpoints();
+        let mut last = None;
+        for addr in &seeds {
+            let call = async {
+                let mut admin = self.inner.channels.admin(addr)?;
+                admin
+                    .cluster_status(pb::ClusterStatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| Error::from_status(&s, addr))
+            };
+            match with_timeout(self.inner.config.request_timeout, addr, call).await {
+                Ok(status) => {
+                    let nodes: Vec<String> = status.nodes.iter().map(|n| n.addr.clone()).collect();
+                    tracing::debug!(%addr, nodes = nodes.len(), "discovered cluster");
+                    self.add_endpoints(nodes);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "seed did not answer");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::config("no endpoint given")))
+    }
+
+    fn add_endpoints(&self, addrs: Vec<String>) {
+        let mut list = self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for a in addrs.iter().map(|a| normalize_addr(a)) {
+            if !a.is_empty() && !list.contains(&a) {
+                list.push(a);
+            }
+        }
+    }
+
+    /// Every node address this client knows (seeds first).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn preferred_endpoint(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_preferred_endpoint(&self, index: usize) {
+        self.inner.preferred.store(index, Ordering::Relaxed);
+    }
+
+    pub(crate) fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Runs a unary admin call on any node, with retries of class `class`.
+    async fn admin<T, F, Fut>(
+        &self,
+        op: &'static str,
+        class: RetryClass,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(AdminServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.inner.config.request_timeout;
+        self.routed(Route::Any, op, |addr, remaining| {
+            let client = self.inner.channels.admin(&addr);
+            let fut = client.map(&call);
+            async move {
+                let fut = fut.map_err(Failure::Fatal)?;
+                let attempt = async {
+                    fut.await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| Error::from_status(&s, &addr))
+                };
+                with_timeout(timeout.min(remaining), &addr, attempt)
+                    .await
+                    .map_err(|e| Failure::classify(e, class))
+            }
+        })
+        .await
+    }
+
+    /// Creates a tenant in `region` with redundancy class `redundancy`.
+    ///
+    /// Retried on not-leader and transport failures; if a retry answers
+    /// [`Error::AlreadyExists`], the first attempt may have created the tenant.
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        region: &str,
+        redundancy: Redundancy,
+    ) -> Result<TenantInfo, Error> {
+        names::validate_tenant(name).map_err(|e| Error::invalid(e.to_string()))?;
+        let req = pb::CreateTenantRequest {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            redundancy: redundancy_to_pb(redundancy) as i32,
+        };
+        let t = self
+            .admin("create tenant", RetryClass::Create, |mut c| {
+                let req = req.clone();
+                async move { c.create_tenant(req).await }
+            })
+            .await?;
+        Ok(t.into())
+    }
+
+    /// Every tenant.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantInfo>, Error> {
+        let r = self
+            .admin("list tenants", RetryClass::Read, |mut c| async move {
+                c.list_tenants(pb::ListTenantsRequest {}).await
+            })
+            .await?;
+        Ok(r.tenants.into_iter().map(Into::into).collect())
+    }
+
+    /// One tenant.
+    pub async fn get_tenant(&self, name: &str) -> Result<TenantInfo, Error> {
+        names::validate_tenant(name).map_err(|e| Error::invalid(e.to_string()))?;
+        let req = pb::GetTenantRequest {
+            name: name.to_owned(),
+        };
+        let t = self
+            .admin("get tenant", RetryClass::Read, |mut c| {
+                let req = req.clone();
+                async move { c.get_tenant(req).await }
+            })
+            .await?;
+        Ok(t.into())
+    }
+
+    /// Deletes a tenant and all its data.
+    pub async fn delete_tenant(&self, name: &str) -> Result<(), Error> {
+        names::validate_tenant(name).map_err(|e| Error::invalid(e.to_string()))?;
+        let req = pb::DeleteTenantRequest {
+            name: name.to_owned(),
+        };
+        self.admin("delete tenant", RetryClass::Mutation, |mut c| {
+            let req = req.clone();
+            async move { c.delete_tenant(req).await }
+        })
+        .await?;
+        self.inner.placements.remove(name);
+        Ok(())
+    }
+
+    /// Creates a container. Same retry note as [`Client::create_tenant`].
+    pub async fn create_container(&self, tenant: &str, name: &str) -> Result<ContainerInfo, Error> {
+        validate_container_path(tenant, name)?;
+        let req = pb::CreateContainerRequest {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        };
+        let c = self
+            .admin("create container", RetryClass::Create, |mut c| {
+                let req = req.clone();
+                async move { c.create_container(req).await }
+            })
+            .await?;
+        Ok(c.into())
+    }
+
+    /// Every container of a tenant.
+    pub async fn list_containers(&self, tenant: &str) -> Result<Vec<ContainerInfo>, Error> {
+        names::validate_tenant(tenant).map_err(|e| Error::invalid(e.to_string()))?;
+        let req = pb::ListContainersRequest {
+            tenant: tenant.to_owned(),
+        };
+        let r = self
+            .admin("list containers", RetryClass::Read, |mut c| {
+                let req = req.clone();
+                async move { c.list_containers(req).await }
+            })
+            .await?;
+        Ok(r.containers.into_iter().map(Into::into).collect())
+    }
+
+    /// Deletes a container.
+    pub async fn delete_container(&self, tenant: &str, name: &str) -> Result<(), Error> {
+        validate_container_path(tenant, name)?;
+        let req = pb::DeleteContainerRequest {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        };
+        self.admin("delete container", RetryClass::Mutation, |mut c| {
+            let req = req.clone();
+            async move { c.delete_container(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The cluster as the answering node sees it: topology, node health, groups.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        let r = self
+            .admin("cluster status", RetryClass::Read, |mut c| async move {
+                c.cluster_status(pb::ClusterStatusRequest {}).await
+            })
+            .await?;
+        Ok(r.into())
+    }
+
+    /// Where a tenant's replica group lives and who leads it, asked fresh (the
+    /// answer also refreshes the client's placement cache).
+    pub async fn resolve_tenant(&self, tenant: &str) -> Result<Placement, Error> {
+        names::validate_tenant(tenant).map_err(|e| Error::invalid(e.to_string()))?;
+        let req = pb::ResolveTenantRequest {
+            tenant: tenant.to_owned(),
+        };
+        let p: Placement = self
+            .admin("resolve tenant", RetryClass::Read, |mut c| {
+                let req = req.clone();
+                async move { c.resolve_tenant(req).await }
+            })
+            .await?
+            .into();
+        if p.members.is_empty() {
+            return Err(Error::Unavailable {
+                message: format!("tenant {tenant:?} has no replica group yet"),
+                code: None,
+            });
+        }
+        self.inner.placements.insert(p.clone());
+        Ok(p)
+    }
+}
+
+/// Validates a tenant and container name pair before any request is sent.
+pub(crate) fn validate_container_path(tenant: &str, container: &str) -> Result<(), Error> {
+    names::validate_tenant(tenant).map_err(|e| Error::invalid(e.to_string()))?;
+    names::validate_container(container).map_err(|e| Error::invalid(e.to_string()))
+}

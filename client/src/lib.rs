@@ -1,0 +1,66 @@
+//! Stratus Rust SDK: talk to a Stratus cluster over gRPC.
+//!
+//! Owns: the [`Client`] (connection pool, cluster discovery, routing of object
+//! operations to the tenant's replica-group leader, safe retries with backoff and a
+//! deadline), streaming uploads and downloads with CRC-32 verification, the one
+//! typed [`Error`] decoded from gRPC statuses, and the [`Profile`] file that tells
+//! tools where a cluster is.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stratus_client::Error> {
+//! use stratus_client::{Client, PutOptions, GetOptions};
+//! let client = Client::connect(vec!["127.0.0.1:7101".into()]).await?;
+//! client.put_bytes("acme", "photos", "a/b.jpg", b"hello".to_vec(), PutOptions::default()).await?;
+//! let (info, bytes) = client.get_bytes("acme", "photos", "a/b.jpg", GetOptions::default()).await?;
+//! assert_eq!(info.size, bytes.len() as u64);
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`error`] (the error enum and the one status decoder), `convert`
+//! (every proto ↔ domain conversion), [`model`] (domain types), `channels`
+//! (one lazily connected gRPC channel per node), `retry` (backoff, deadline, what is
+//! safe to retry), `routing` (placement cache and target selection), `client`
+//! (connect and admin calls), `put` / `get` / `objects` (object operations),
+//! [`profile`] (profile file and endpoint precedence).
+//!
+//! **Architecture Invariant:** protobuf types never appear in this crate's public
+//! API; they are converted in `convert` and nowhere else. Only `channels` dials.
+
+mod channels;
+mod client;
+mod convert;
+pub mod error;
+#[cfg(test)]
+mod fake_cluster_tests;
+mod get;
+pub mod model;
+mod objects;
+pub mod profile;
+mod put;
+mod retry;
+mod routing;
+
+pub use client::{Client, ClientConfig};
+pub use error::Error;
+pub use get::{GetOptions, ObjectStream};
+pub use model::{
+    ClusterStatus, Consistency, ContainerInfo, GroupStatus, ListPage, Member, NodeStatus,
+    ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,
+};
+pub use profile::{resolve_endpoints, EndpointSources, Profile};
+pub use put::{PutOptions, PutSource, PUT_CHUNK_BYTES, REPLAY_BYTES_MAX};
+pub use stratus_core::Redundancy;
+
+use std::sync::Arc;
+
+/// Transfer progress, reported to a [`ProgressFn`] after every chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes transferred so far in the current attempt (restarts at 0 on a retry).
+    pub done: u64,
+    /// Total bytes expected, when known.
+    pub total: Option<u64>,
+}
+
+/// Callback receiving [`Progress`] during a put or get.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;

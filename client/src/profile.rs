@@ -1,0 +1,200 @@
+//! The client profile file and where tools find their endpoints.
+//!
+//! A profile is a small TOML file, written by `stratus dev` into its data dir:
+//!
+//! ```toml
+//! endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]
+//! ```
+//!
+//! Precedence, first match wins ([`resolve_endpoints`]):
+//! 1. `--endpoint` flags (repeatable, each may be comma-separated);
+//! 2. `STRATUS_ENDPOINT` (comma-separated);
+//! 3. the profile named by `STRATUS_PROFILE`;
+//! 4. `./.stratus-dev/profile.toml`, if it exists.
+
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Environment variable with comma-separated endpoints.
+pub const ENDPOINT_ENV: &str = "STRATUS_ENDPOINT";
+/// Environment variable naming a profile file.
+pub const PROFILE_ENV: &str = "STRATUS_PROFILE";
+/// The data dir `stratus dev` uses by default.
+pub const DEV_DATA_DIR: &str = ".stratus-dev";
+/// File name of the profile inside a dev data dir.
+pub const PROFILE_FILE: &str = "profile.toml";
+
+/// Connection details of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Node addresses, `host:port`.
+    pub endpoints: Vec<String>,
+}
+
+impl Profile {
+    /// Parses a profile; `origin` names the file in error messages.
+    pub fn parse(src: &str, origin: &str) -> Result<Profile, Error> {
+        let p: Profile = toml::from_str(src)
+            .map_err(|e| Error::config(format!("profile {origin} is malformed: {e}")))?;
+        if p.endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err(Error::config(format!(
+                "profile {origin} lists no endpoint: add `endpoints = [\"host:port\"]`"
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Reads and parses a profile file.
+    pub fn load(path: &Path) -> Result<Profile, Error> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read profile {}", path.display()), e))?;
+        Profile::parse(&src, &path.display().to_string())
+    }
+
+    /// The TOML text of this profile.
+    pub fn to_toml(&self) -> String {
+        let list: Vec<String> = self.endpoints.iter().map(|e| format!("{e:?}")).collect();
+        format!(
+            "# Stratus client profile: the nodes a client may contact first.\nendpoints = [{}]\n",
+            list.join(", ")
+        )
+    }
+}
+
+/// Everything endpoint resolution looks at, gathered so the rule is a pure function.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointSources {
+    /// `--endpoint` values.
+    pub flags: Vec<String>,
+    /// `STRATUS_ENDPOINT`.
+    pub env_endpoint: Option<String>,
+    /// `STRATUS_PROFILE`.
+    pub env_profile: Option<PathBuf>,
+    /// The fallback profile (`./.stratus-dev/profile.toml`), used if it exists.
+    pub default_profile: PathBuf,
+}
+
+impl EndpointSources {
+    /// Sources from the process environment and the current directory.
+    pub fn from_env(flags: Vec<String>) -> EndpointSources {
+        let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        EndpointSources {
+            flags,
+            env_endpoint: non_empty(ENDPOINT_ENV),
+            env_profile: non_empty(PROFILE_ENV).map(PathBuf::from),
+            default_profile: Path::new(DEV_DATA_DIR).join(PROFILE_FILE),
+        }
+    }
+}
+
+fn split_list<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Applies the precedence of the module docs.
+pub fn resolve_endpoints(src: &EndpointSources) -> Result<Vec<String>, Error> {
+    let flags = split_list(src.flags.iter().map(String::as_str));
+    if !flags.is_empty() {
+        tracing::debug!(?flags, "endpoints from --endpoint");
+        return Ok(flags);
+    }
+    if let Some(env) = &src.env_endpoint {
+        let list = split_list([env.as_str()]);
+        if !list.is_empty() {
+            tracing::debug!(?list, "endpoints from {ENDPOINT_ENV}");
+            return Ok(list);
+        }
+    }
+    if let Some(path) = &src.env_profile {
+        let p = Profile::load(path)
+            .map_err(|e| Error::config(format!("{PROFILE_ENV}={}: {e}", path.display())))?;
+        return Ok(split_list(p.endpoints.iter().map(String::as_str)));
+    }
+    if src.default_profile.exists() {
+        let p = Profile::load(&src.default_profile)?;
+        tracing::debug!(path = %src.default_profile.display(), "endpoints from the dev profile");
+        return Ok(split_list(p.endpoints.iter().map(String::as_str)));
+    }
+    Err(Error::config(format!(
+        "no Stratus cluster configured: start a local one with `stratus dev` (run this \
+         command from the same directory, or export {PROFILE_ENV}=DIR/profile.toml as it \
+         prints), pass --endpoint HOST:PORT, or set {ENDPOINT_ENV}=HOST:PORT"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_profile(dir: &Path, name: &str, endpoints: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        let p = Profile {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        };
+        std::fs::write(&path, p.to_toml()).expect("write profile");
+        path
+    }
+
+    #[test]
+    fn profile_round_trips_and_rejects_unknown_fields() {
+        let p = Profile::parse(r#"endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]"#, "t")
+            .expect("valid profile");
+        assert_eq!(p.endpoints, ["127.0.0.1:7101", "127.0.0.1:7102"]);
+        assert_eq!(Profile::parse(&p.to_toml(), "t").expect("round trip"), p);
+
+        let e = Profile::parse("endpoints = [\"a:1\"]\ntoken = \"x\"\n", "p.toml")
+            .expect_err("unknown field");
+        let msg = e.to_string();
+        assert!(msg.contains("p.toml") && msg.contains("token"), "{msg}");
+
+        let e = Profile::parse("endpoints = []", "p.toml").expect_err("empty");
+        assert!(e.to_string().contains("no endpoint"), "{e}");
+    }
+
+    #[test]
+    fn precedence_flag_env_profile_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env_profile = write_profile(dir.path(), "env.toml", &["p:1"]);
+        let default_profile = write_profile(dir.path(), "default.toml", &["d:1", "d:2"]);
+        let mut src = EndpointSources {
+            flags: vec!["f:1,f:2".into(), "f:3".into()],
+            env_endpoint: Some("e:1, e:2".into()),
+            env_profile: Some(env_profile),
+            default_profile,
+        };
+        assert_eq!(
+            resolve_endpoints(&src).expect("flags"),
+            ["f:1", "f:2", "f:3"]
+        );
+        src.flags.clear();
+        assert_eq!(resolve_endpoints(&src).expect("env"), ["e:1", "e:2"]);
+        src.env_endpoint = None;
+        assert_eq!(resolve_endpoints(&src).expect("profile"), ["p:1"]);
+        src.env_profile = None;
+        assert_eq!(resolve_endpoints(&src).expect("default"), ["d:1", "d:2"]);
+        src.default_profile = dir.path().join("missing.toml");
+        let e = resolve_endpoints(&src).expect_err("nothing configured");
+        assert!(e.to_string().contains("stratus dev"), "{e}");
+        assert!(e.to_string().contains("--endpoint"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_env_profile_is_an_error_not_a_fallback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = EndpointSources {
+            env_profile: Some(dir.path().join("nope.toml")),
+            default_profile: write_profile(dir.path(), "d.toml", &["d:1"]),
+            ..EndpointSources::default()
+        };
+        let e = resolve_endpoints(&src).expect_err("missing profile");
+        assert!(e.to_string().contains("STRATUS_PROFILE"), "{e}");
+    }
+}

@@ -1,0 +1,305 @@
+//! Where each attempt of an operation goes.
+//!
+//! Object operations go to the leader of the tenant's replica group: the placement
+//! (members and leader) comes from `ResolveTenant` and is cached per tenant. A
+//! `not-leader` answer names the leader when the node knows it; the next attempt
+//! goes there at once. Without a hint, or when a member cannot be reached, the next
+//! member is tried, and after a full round the placement is resolved again. Admin
+//! calls rotate over every known node.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::model::Placement;
+use crate::retry::{Attempts, Failure};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Stable code a node sends when a tenant does not exist (or not in this group):
+/// with a cached placement it may mean the placement is stale.
+const TENANT_NOT_FOUND_CODE: &str = "tenant-not-found";
+
+/// Cached placements by tenant name.
+#[derive(Debug, Default)]
+pub(crate) struct PlacementCache {
+    by_tenant: RwLock<HashMap<String, Placement>>,
+}
+
+impl PlacementCache {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Placement>> {
+        self.by_tenant
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Placement>> {
+        self.by_tenant
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, tenant: &str) -> Option<Placement> {
+        self.read().get(tenant).cloned()
+    }
+
+    pub(crate) fn insert(&self, p: Placement) {
+        self.write().insert(p.tenant.clone(), p);
+    }
+
+    pub(crate) fn remove(&self, tenant: &str) {
+        self.write().remove(tenant);
+    }
+
+    /// Records `addr` as the tenant's leader (from a hint or a successful call).
+    fn set_leader(&self, tenant: &str, addr: &str) {
+        if let Some(p) = self.write().get_mut(tenant) {
+            if p.leader_addr.as_deref() != Some(addr) {
+                p.leader_id = p.members.iter().find(|m| m.addr == addr).map(|m| m.node_id);
+                p.leader_addr = Some(addr.to_owned());
+            }
+        }
+    }
+}
+
+/// Who may serve an operation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Route<'a> {
+    /// Any node (admin calls).
+    Any,
+    /// The leader of this tenant's replica group.
+    Tenant(&'a str),
+}
+
+/// The addresses an operation tries, in order, and where it stands.
+struct Cursor<'a> {
+    route: Route<'a>,
+    addrs: Vec<String>,
+    index: usize,
+    /// A leader hint to try next, ahead of `addrs`.
+    hint: Option<String>,
+    /// Whether `addrs` came from the cache (and may be stale).
+    from_cache: bool,
+    /// Members tried since the placement was last resolved.
+    tried: usize,
+}
+
+/// Orders members leader first.
+fn placement_addrs(p: &Placement) -> Vec<String> {
+    let mut addrs: Vec<String> = p.leader_addr.iter().cloned().collect();
+    for m in &p.members {
+        if !addrs.contains(&m.addr) {
+            addrs.push(m.addr.clone());
+        }
+    }
+    addrs
+}
+
+impl<'a> Cursor<'a> {
+    async fn new(client: &Client, route: Route<'a>) -> Result<Cursor<'a>, Error> {
+        let (addrs, index, from_cache) = match route {
+            Route::Any => (client.endpoints(), client.preferred_endpoint(), false),
+            Route::Tenant(tenant) => match client.inner.placements.get(tenant) {
+                Some(p) => (placement_addrs(&p), 0, true),
+                None => (
+                    placement_addrs(&client.resolve_boxed(tenant).await?),
+                    0,
+                    false,
+                ),
+            },
+        };
+        Ok(Cursor {
+            route,
+            addrs,
+            index,
+            hint: None,
+            from_cache,
+            tried: 0,
+        })
+    }
+
+    fn current(&self) -> String {
+        match &self.hint {
+            Some(h) => h.clone(),
+            None => self.addrs[self.index % self.addrs.len()].clone(),
+        }
+    }
+
+    fn succeeded(&self, client: &Client, addr: &str) {
+        match self.route {
+            Route::Any if self.hint.is_none() => {
+                client.set_preferred_endpoint(self.index % self.addrs.len())
+            }
+            Route::Any => {}
+            Route::Tenant(tenant) => client.inner.placements.set_leader(tenant, addr),
+        }
+    }
+
+    /// Whether `e`, which is not retryable by itself, says a cached placement is stale.
+    fn is_stale_placement(&self, e: &Error) -> bool {
+        matches!(self.route, Route::Tenant(_))
+            && self.from_cache
+            && e.code() == Some(TENANT_NOT_FOUND_CODE)
+    }
+
+    /// Resolves the tenant's placement again (after a full round of failures or a
+    /// stale-placement answer). Keeps the old addresses if that fails.
+    async fn refresh(&mut self, client: &Client) {
+        let Route::Tenant(tenant) = self.route else {
+            self.addrs = client.endpoints();
+            return;
+        };
+        client.inner.placements.remove(tenant);
+        match client.resolve_boxed(tenant).await {
+            Ok(p) => {
+                self.addrs = placement_addrs(&p);
+                self.index = 0;
+                self.from_cache = false;
+            }
+            Err(e) => tracing::debug!(tenant, error = %e, "re-resolving placement failed"),
+        }
+        self.tried = 0;
+    }
+
+    /// Moves on after a retryable failure; returns whether the next attempt may
+    /// start without a pause (a fresh leader hint, or another node after a
+    /// connection failure).
+    async fn advance(&mut self, client: &Client, e: &Error) -> bool {
+        let previous_hint = self.hint.take();
+        if let Error::NotLeader {
+            leader_addr: Some(leader),
+            ..
+        } = e
+        {
+            if let Route::Tenant(tenant) = self.route {
+                client.inner.placements.set_leader(tenant, leader);
+            }
+            let fresh = previous_hint.as_deref() != Some(leader.as_str());
+            self.hint = Some(leader.clone());
+            return fresh;
+        }
+        if previous_hint.is_none() {
+            self.index += 1;
+        }
+        self.tried += 1;
+        if matches!(self.route, Route::Tenant(_)) && self.tried >= self.addrs.len() {
+            self.refresh(client).await;
+        }
+        matches!(e, Error::Transport { .. })
+    }
+}
+
+/// The error reported when the deadline ends the retries. A last `not-leader`
+/// answer is the symptom, not the cause: the leader it names could not be reached
+/// or kept changing, which is reported as unavailability.
+fn give_up(e: Error, attempts: &Attempts) -> Error {
+    match e {
+        Error::NotLeader {
+            leader_addr,
+            message,
+            ..
+        } => Error::Unavailable {
+            message: format!(
+                "no reachable group leader after {} attempts in {:.1} s (last answer: {message}; leader hint: {})",
+                attempts.count,
+                attempts.elapsed().as_secs_f64(),
+                leader_addr.as_deref().unwrap_or("none")
+            ),
+            code: Some(crate::error::NOT_LEADER_CODE.to_owned()),
+        },
+        other => other,
+    }
+}
+
+/// A boxed resolve: `routed` → `Cursor` → `resolve_tenant` → `routed` would
+/// otherwise be an infinitely sized future type.
+type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Placement, Error>> + Send + 'a>>;
+
+impl Client {
+    fn resolve_boxed<'a>(&'a self, tenant: &'a str) -> Resolving<'a> {
+        Box::pin(self.resolve_tenant(tenant))
+    }
+
+    /// Runs `attempt(addr, time_left)` until it succeeds, fails fatally, or the
+    /// deadline passes (then the last failure is returned).
+    pub(crate) async fn routed<T, F, Fut>(
+        &self,
+        route: Route<'_>,
+        op: &'static str,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(String, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut attempts = Attempts::new(self.config());
+        let mut cursor = Cursor::new(self, route).await?;
+        let mut refreshed = false;
+        loop {
+            let addr = cursor.current();
+            let e = match attempt(addr.clone(), attempts.remaining()).await {
+                Ok(v) => {
+                    cursor.succeeded(self, &addr);
+                    return Ok(v);
+                }
+                Err(Failure::Fatal(e)) if !refreshed && cursor.is_stale_placement(&e) => {
+                    refreshed = true;
+                    cursor.refresh(self).await;
+                    e
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    let immediate = cursor.advance(self, &e).await;
+                    let Some(delay) = attempts.next(immediate) else {
+                        tracing::debug!(op, attempts = attempts.count, error = %e, "giving up");
+                        return Err(give_up(e, &attempts));
+                    };
+                    tracing::debug!(op, %addr, attempt = attempts.count, ?delay, error = %e, "retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            if attempts.next(true).is_none() {
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Member;
+
+    #[test]
+    fn leader_is_tried_first_then_other_members() {
+        let p = Placement {
+            tenant: "acme".into(),
+            group_id: 1,
+            members: vec![
+                Member {
+                    node_id: 1,
+                    addr: "a:1".into(),
+                },
+                Member {
+                    node_id: 2,
+                    addr: "b:2".into(),
+                },
+                Member {
+                    node_id: 3,
+                    addr: "c:3".into(),
+                },
+            ],
+            leader_id: Some(2),
+            leader_addr: Some("b:2".into()),
+        };
+        assert_eq!(placement_addrs(&p), ["b:2", "a:1", "c:3"]);
+        let cache = PlacementCache::default();
+        cache.insert(p);
+        cache.set_leader("acme", "c:3");
+        let p = cache.get("acme").expect("cached");
+        assert_eq!(p.leader_id, Some(3));
+        assert_eq!(placement_addrs(&p)[0], "c:3");
+    }
+}
