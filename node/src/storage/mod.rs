@@ -1,22 +1,33 @@
-//! The storage seam: an ordered, byte-keyed store with atomic batches and an explicit
-//! durability point.
+//! The storage seams: an ordered, byte-keyed store with atomic batches and an explicit
+//! durability point, and a store of named blobs for bulk object bytes.
 //!
 //! Owns: the [`Engine`] trait, its two implementations ([`sled_engine::SledEngine`] for
 //! real runs, [`mem_engine::MemEngine`] with crash semantics for the simulation), the
-//! record framing every stored value uses ([`frame`]), and the conformance suite both
-//! engines must pass ([`conformance`]).
+//! [`BlobStore`] trait ([`blob`]) with [`fs_blob::FsBlobStore`] (real runs) and
+//! [`mem_blob::MemBlobStore`] (simulation), the record framing every stored value uses
+//! ([`frame`]), and the conformance suites every implementation must pass
+//! ([`conformance`]).
 //!
-//! Must not: know about Raft, objects or tenants. Callers own their key layout.
+//! Must not: know about Raft, objects or tenants. Callers own their key layout and
+//! blob names.
 //!
 //! **Durability contract:** [`Engine::apply`] makes a batch visible to readers at once
 //! and atomically, but durable only after a later [`Engine::sync`] returns `Ok`. A
 //! crash keeps a prefix of the applied batches that includes every batch applied
-//! before the last successful `sync`; it never keeps part of a batch.
+//! before the last successful `sync`; it never keeps part of a batch. Blobs follow the
+//! weaker contract described in [`blob`]: unsynced bytes may be torn.
 
-// TEMP pub mod conformance;
+pub mod blob;
+pub mod conformance;
 pub mod frame;
+pub mod fs_blob;
+pub mod mem_blob;
 pub mod mem_engine;
 pub mod sled_engine;
+#[cfg(test)]
+mod tests;
+
+pub use blob::{BlobRef, BlobStore};
 
 use futures::future::BoxFuture;
 use std::ops::Bound;
