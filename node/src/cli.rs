@@ -6,6 +6,7 @@ use crate::clock::SystemClock;
 use crate::config::NodeConfig;
 use crate::node::{NodeOptions, NodeSettings, StratusNode};
 use crate::rng::NodeRng;
+use crate::storage::fs_blob::FsBlobStore;
 use crate::storage::sled_engine::SledEngine;
 use crate::transport::{TcpTransport, Transport};
 use anyhow::Context;
@@ -44,6 +45,7 @@ pub fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,openraft=warn,sled=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,9 +80,9 @@ pub fn main() -> std::process::ExitCode {
 async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = NodeConfig::load(&config_path)?;
     let topology = Arc::new(config.load_topology()?);
-    let store_path =
-        crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
-    let engine = Arc::new(SledEngine::open(&store_path, config.cache_bytes)?);
+    let paths = crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
+    let engine = Arc::new(SledEngine::open(&paths.store, config.cache_bytes)?);
+    let blobs = Arc::new(FsBlobStore::open(&paths.blobs)?);
     let me = topology
         .node(config.node_id)
         .context("node missing from topology")?
@@ -97,6 +99,7 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         id: config.node_id,
         topology,
         engine,
+        blobs,
         transport,
         clock: Arc::new(SystemClock),
         rng: NodeRng::from_entropy(),

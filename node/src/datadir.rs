@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MARKER: &str = "FORMAT";
 
 /// Why a data directory was refused.
@@ -27,9 +27,18 @@ pub enum DataDirError {
     Foreign { path: PathBuf },
 }
 
+/// Where a node's stores live inside its data dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPaths {
+    /// The metadata engine (sled).
+    pub store: PathBuf,
+    /// The blob store (chunk bytes, snapshot spools).
+    pub blobs: PathBuf,
+}
+
 /// Checks (or initialises) `dir` for node `node` under topology `fingerprint`.
-/// Returns the path the storage engine should open.
-pub fn prepare(dir: &Path, node: u64, fingerprint: u64) -> Result<PathBuf, DataDirError> {
+/// Returns the paths the stores should open.
+pub fn prepare(dir: &Path, node: u64, fingerprint: u64) -> Result<DataPaths, DataDirError> {
     let io = |source| DataDirError::Io {
         path: dir.into(),
         source,
@@ -66,7 +75,10 @@ pub fn prepare(dir: &Path, node: u64, fingerprint: u64) -> Result<PathBuf, DataD
         }
         Err(e) => return Err(io(e)),
     }
-    Ok(dir.join("store"))
+    Ok(DataPaths {
+        store: dir.join("store"),
+        blobs: dir.join("blobs"),
+    })
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ use crate::peers::Peers;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::GroupNetwork;
 use crate::raft::state_machine::{Application, GroupStateMachine};
-use crate::raft::{raft_config, Command, Raft, RaftTiming, Response};
-use crate::storage::EngineRef;
+use crate::raft::{
+    raft_config, Command, GroupCounters, Raft, RaftTiming, Response, SnapshotTrigger,
+};
+use crate::storage::{BlobRef, EngineRef};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,8 +29,17 @@ pub const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct GroupHandle {
     pub spec: GroupSpec,
     pub raft: Raft,
+    /// Log volume since this replica's last snapshot.
+    pub counters: Arc<GroupCounters>,
     me: u64,
     peers: Arc<Peers>,
+}
+
+/// The storage a group runs on: the node's engine and blob store.
+#[derive(Clone)]
+pub struct GroupStorage {
+    pub engine: EngineRef,
+    pub blobs: BlobRef,
 }
 
 /// A snapshot of one replica's Raft state, for status.
@@ -49,14 +60,21 @@ impl GroupHandle {
     pub async fn start<A: Application>(
         spec: GroupSpec,
         me: u64,
-        engine: EngineRef,
+        storage: GroupStorage,
         peers: Arc<Peers>,
         timing: RaftTiming,
         app: A,
     ) -> anyhow::Result<Self> {
         let config = Arc::new(raft_config(spec.id, timing)?);
-        let log = LogStore::new(engine.clone(), spec.id);
-        let sm = GroupStateMachine::open(engine, spec.id, app)?;
+        let counters = Arc::new(GroupCounters::default());
+        let log = LogStore::new(storage.engine.clone(), spec.id, counters.clone());
+        let sm = GroupStateMachine::open(
+            storage.engine,
+            storage.blobs,
+            spec.id,
+            app,
+            counters.clone(),
+        )?;
         let network = GroupNetwork::new(peers.clone(), spec.id, me);
         let raft = Raft::new(me, config, network, log, sm).await?;
         if spec.voters.contains(&me) && !raft.is_initialized().await? {
@@ -74,6 +92,7 @@ impl GroupHandle {
         Ok(Self {
             spec,
             raft,
+            counters,
             me,
             peers,
         })
@@ -163,6 +182,16 @@ impl GroupHandle {
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             voter: voters.contains(&self.me),
             voters: voters.into_iter().collect(),
+        }
+    }
+
+    /// Asks openraft for a snapshot (and so a log purge) once the log has grown
+    /// enough since the last one.
+    pub async fn maybe_snapshot(&self, trigger: SnapshotTrigger) {
+        if self.counters.snapshot_due(trigger) {
+            if let Err(e) = self.raft.trigger().snapshot().await {
+                tracing::warn!(group = self.spec.id, error = %e, "snapshot trigger failed");
+            }
         }
     }
 

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod datadir;
+pub mod dataplane;
 pub mod directory;
 pub mod error;
 pub mod group;

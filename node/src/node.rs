@@ -9,13 +9,13 @@ use crate::clock::ClockRef;
 use crate::directory::state::DirectoryState;
 use crate::directory::{DirectoryCommand, DirectoryResponse, DirectoryView, TenantRecord};
 use crate::error::{NodeError, NodeResult};
-use crate::group::GroupHandle;
+use crate::group::{GroupHandle, GroupStorage};
 use crate::objects::reader::ObjectReader;
 use crate::objects::store::ObjectStore;
 use crate::peers::Peers;
-use crate::raft::{Command, RaftTiming, Response};
+use crate::raft::{Command, RaftTiming, Response, SnapshotTrigger};
 use crate::rng::NodeRng;
-use crate::storage::EngineRef;
+use crate::storage::{BlobRef, EngineRef};
 use crate::transport::TransportRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use stratus_core::limits::OBJECT_BYTES_MAX_DEFAULT;
 use stratus_core::placement::{plan_groups, GroupId, GroupKind, GroupSpec, DIRECTORY_GROUP};
 use stratus_core::topology::{NodeId, Topology};
 
-/// Uploads idle this long are reaped by the group leader.
-pub const UPLOAD_IDLE_MAX: Duration = Duration::from_secs(15 * 60);
-/// How often leaders run maintenance (learners, upload reaping).
+/// How often the node checks directory learners and snapshot triggers.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(2);
+/// How often the repair task looks for chunks to repair.
+const REPAIR_EVERY: Duration = Duration::from_secs(1);
 
 /// Tunables of a node that are not part of the topology.
 #[derive(Debug, Clone)]
@@ -35,6 +35,13 @@ pub struct NodeSettings {
     /// Largest object accepted, in bytes.
     pub object_bytes_max: u64,
     pub timing: RaftTiming,
+    /// When groups snapshot and purge their logs.
+    pub snapshot: SnapshotTrigger,
+    /// Chunk blobs no committed version refers to are removed once idle this long
+    /// (an upload in progress writes at least this often).
+    pub upload_idle_max: Duration,
+    /// How often the orphan sweep runs.
+    pub sweep_every: Duration,
 }
 
 impl Default for NodeSettings {
@@ -42,6 +49,9 @@ impl Default for NodeSettings {
         Self {
             object_bytes_max: OBJECT_BYTES_MAX_DEFAULT,
             timing: RaftTiming::default(),
+            snapshot: SnapshotTrigger::default(),
+            upload_idle_max: Duration::from_secs(15 * 60),
+            sweep_every: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -52,6 +62,7 @@ pub struct NodeOptions {
     pub id: NodeId,
     pub topology: Arc<Topology>,
     pub engine: EngineRef,
+    pub blobs: BlobRef,
     pub transport: TransportRef,
     pub clock: ClockRef,
     pub rng: NodeRng,
@@ -67,6 +78,7 @@ pub struct StratusNode {
     pub directory: DirectoryView,
     pub peers: Arc<Peers>,
     pub engine: EngineRef,
+    pub blobs: BlobRef,
     pub clock: ClockRef,
     pub rng: NodeRng,
     pub settings: NodeSettings,
@@ -79,6 +91,7 @@ impl StratusNode {
             id,
             topology,
             engine,
+            blobs,
             transport,
             clock,
             rng,
@@ -92,6 +105,10 @@ impl StratusNode {
         let plan = Arc::new(plan_groups(&topology));
         let peers = Arc::new(Peers::new(transport, topology.clone()));
         let directory = DirectoryView::default();
+        let storage = GroupStorage {
+            engine: engine.clone(),
+            blobs: blobs.clone(),
+        };
         let mut groups = BTreeMap::new();
         for spec in plan.iter().filter(|g| g.has_member(id)) {
             let handle = match spec.kind {
@@ -105,7 +122,7 @@ impl StratusNode {
                     GroupHandle::start(
                         spec.clone(),
                         id,
-                        engine.clone(),
+                        storage.clone(),
                         peers.clone(),
                         settings.timing,
                         app,
@@ -113,11 +130,11 @@ impl StratusNode {
                     .await?
                 }
                 GroupKind::Replica { .. } => {
-                    let app = ObjectStore::new(engine.clone(), spec.id);
+                    let app = ObjectStore::new(engine.clone(), blobs.clone(), spec.id);
                     GroupHandle::start(
                         spec.clone(),
                         id,
-                        engine.clone(),
+                        storage.clone(),
                         peers.clone(),
                         settings.timing,
                         app,
@@ -136,45 +153,71 @@ impl StratusNode {
             directory,
             peers,
             engine,
+            blobs,
             clock,
             rng,
             settings,
         }))
     }
 
-    /// Runs leader maintenance until the node shuts down: adds directory learners and
-    /// reaps abandoned uploads.
+    /// Runs the node's background work until the node shuts down: directory
+    /// learners, snapshot triggers, chunk repair and the orphan sweep.
     pub async fn maintain(self: Arc<Self>) {
+        tokio::join!(
+            self.clone().maintain_groups(),
+            self.clone().repair_chunks(),
+            self.clone().sweep_orphans()
+        );
+    }
+
+    async fn maintain_groups(self: Arc<Self>) {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-        let mut reap_countdown = 0u32;
         loop {
             tick.tick().await;
             if let Some(dir) = self.groups.get(&DIRECTORY_GROUP) {
                 dir.ensure_learners().await;
             }
-            reap_countdown = reap_countdown.saturating_sub(1);
-            if reap_countdown == 0 {
-                reap_countdown = 30;
-                let cutoff = self
-                    .clock
-                    .now_ms()
-                    .saturating_sub(UPLOAD_IDLE_MAX.as_millis() as u64);
-                for g in self
-                    .groups
-                    .values()
-                    .filter(|g| g.id() != DIRECTORY_GROUP && g.is_leader())
-                {
-                    let cmd = Command::Object(crate::objects::ObjectCommand::ReapUploads {
-                        idle_before_ms: cutoff,
-                    });
-                    if let Ok(Response::Object(crate::objects::ObjectResponse::Reaped {
-                        uploads,
-                    })) = g.propose(cmd).await
-                    {
-                        if uploads > 0 {
-                            tracing::info!(group = g.id(), uploads, "reaped abandoned uploads");
-                        }
+            for g in self.groups.values() {
+                g.maybe_snapshot(self.settings.snapshot).await;
+            }
+        }
+    }
+
+    async fn repair_chunks(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(REPAIR_EVERY);
+        loop {
+            tick.tick().await;
+            for g in self.groups.values().filter(|g| g.id() != DIRECTORY_GROUP) {
+                match crate::dataplane::repair::repair_round(&self, g.id()).await {
+                    Ok(0) => {}
+                    Ok(fixed) => {
+                        tracing::info!(group = g.id(), versions = fixed, "repaired chunks")
                     }
+                    Err(e) => {
+                        tracing::warn!(group = g.id(), error = %e, "chunk repair incomplete; retrying")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sweep_orphans(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.sweep_every);
+        loop {
+            tick.tick().await;
+            let idle_before_ms = self
+                .clock
+                .now_ms()
+                .saturating_sub(self.settings.upload_idle_max.as_millis() as u64);
+            for g in self.groups.values().filter(|g| g.id() != DIRECTORY_GROUP) {
+                match crate::dataplane::sweep::sweep_group(&self, g.id(), idle_before_ms) {
+                    Ok(0) => {}
+                    Ok(swept) => tracing::info!(
+                        group = g.id(),
+                        blobs = swept,
+                        "swept unreferenced chunk blobs"
+                    ),
+                    Err(e) => tracing::warn!(group = g.id(), error = %e, "orphan sweep failed"),
                 }
             }
         }
@@ -186,6 +229,9 @@ impl StratusNode {
             if let Err(e) = g.raft.shutdown().await {
                 tracing::warn!(group = g.id(), error = %e, "raft shutdown failed");
             }
+        }
+        if let Err(e) = self.blobs.sync().await {
+            tracing::warn!(error = %e, "final blob sync failed");
         }
         if let Err(e) = self.engine.sync().await {
             tracing::warn!(error = %e, "final sync failed");
@@ -204,7 +250,7 @@ impl StratusNode {
 
     /// A reader for a replica group this node holds.
     pub fn objects(&self, group: GroupId) -> ObjectReader {
-        ObjectReader::new(self.engine.clone(), group)
+        ObjectReader::new(self.engine.clone(), self.blobs.clone(), group)
     }
 
     /// The directory's leader, as far as this node knows.

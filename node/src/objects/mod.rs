@@ -1,22 +1,31 @@
 //! The object store replicated by each replica group.
 //!
-//! Owns: object metadata and chunk records, the commands that change them
-//! ([`ObjectCommand`]), their application ([`store::ObjectStore`]) and local reads
-//! ([`reader::ObjectReader`]).
+//! Owns: object metadata, inline object bytes and the chunk CRC lists of chunked
+//! versions (all replicated through the group's log), the commands that change them
+//! ([`ObjectCommand`]), their application ([`store::ObjectStore`]), local reads
+//! ([`reader::ObjectReader`]) and the stored chunks ([`chunks::ChunkStore`]).
 //!
-//! Key layout inside a group's application space:
+//! Two data paths (ARCHITECTURE.md, "Data path"):
+//! - objects of at most `INLINE_BYTES_MAX` bytes travel inside a `PutInline` entry;
+//! - larger objects are cut into `STORAGE_CHUNK_BYTES` chunks that the leader writes
+//!   to every member's blob store *outside* the log; once a majority holds them
+//!   durably, one small `Commit` entry (metadata and per-chunk CRCs) makes the
+//!   version visible. Members that missed chunks repair them from the others.
+//!
+//! Key layout inside a group's application space (`a`) and local space (`r`):
 //!
 //! | key | value |
 //! |---|---|
-//! | `o` tenant `\0` container `\0` key | [`ObjectMeta`] |
-//! | `c` version (u128 BE) index (u32 BE) | chunk bytes, framed (CRC-32) |
-//! | `u` upload (u128 BE) | [`UploadRecord`]: an upload in progress |
+//! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] |
+//! | `a` `i` version (u128 BE) | inline object bytes |
+//! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
+//! | `r` `p` version | a chunked version whose local chunks need repair |
 //!
 //! **Architecture Invariant:** an object becomes visible only through `Commit` or
-//! `PutSmall`, which write its metadata in the same batch that removes the upload
-//! record; chunks of an upload that never commits are invisible and are removed by
-//! `Abort` or `ReapUploads`.
+//! `PutInline`, and a `Commit` is proposed only after a majority of the group holds
+//! every chunk durably; nothing else makes a version reachable.
 
+pub mod chunks;
 pub mod reader;
 pub mod store;
 
@@ -32,16 +41,30 @@ pub struct ObjectId {
     pub key: String,
 }
 
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.container, self.key)
+    }
+}
+
+/// Where a version's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// In the metadata engine, next to the metadata (`INLINE_BYTES_MAX` or less).
+    Inline,
+    /// In the blob store, in `chunks` chunks of `STORAGE_CHUNK_BYTES` (the last one shorter).
+    Chunked { chunks: u32 },
+}
+
 /// Everything known about one stored object version, except its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     pub size: u64,
     /// CRC-32 of the whole content.
     pub crc32: u32,
-    /// Random id of this version; also names its chunks.
+    /// Random id of this version; also names its bytes.
     pub version: u128,
-    /// Number of stored chunks (all `STORAGE_CHUNK_BYTES` but the last).
-    pub chunks: u32,
+    pub layout: Layout,
     pub content_type: String,
     pub metadata: BTreeMap<String, String>,
     pub created_ms: u64,
@@ -53,6 +76,20 @@ impl ObjectMeta {
     pub fn etag(&self) -> String {
         etag_of(self.version)
     }
+
+    /// Number of stored chunks (0 for inline objects).
+    pub fn chunks(&self) -> u32 {
+        match self.layout {
+            Layout::Inline => 0,
+            Layout::Chunked { chunks } => chunks,
+        }
+    }
+}
+
+/// The committed CRC-32 of every chunk of a chunked version, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkList {
+    pub crcs: Vec<u32>,
 }
 
 /// ETag of a version id.
@@ -102,7 +139,7 @@ impl Conditions {
         None
     }
 
-    /// Whether any condition is set (such writes are not blindly retried).
+    /// Whether any condition is set.
     pub fn is_conditional(&self) -> bool {
         self.if_match.is_some() || self.if_none_match.is_some()
     }
@@ -113,79 +150,45 @@ fn normalize_etag(e: &str) -> &str {
     e.trim().trim_matches('"')
 }
 
-/// An upload in progress: chunks appended, not yet committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadRecord {
-    pub object: ObjectId,
-    pub started_ms: u64,
-    /// When the last chunk was appended: uploads idle too long are reaped.
-    pub touched_ms: u64,
-    /// Chunks appended so far.
-    pub chunks: u32,
-}
-
 /// A change to a group's object store, replicated through its log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ObjectCommand {
-    /// Stores chunk `index` of `upload`, creating the upload record if needed.
-    AppendChunk {
-        upload: u128,
+    /// Stores a small object whose bytes travel in the entry.
+    PutInline {
         object: ObjectId,
-        /// The leader's clock when it proposed the chunk.
-        now_ms: u64,
-        index: u32,
+        meta: ObjectMeta,
         data: Bytes,
+        conditions: Conditions,
     },
-    /// Makes `upload` the current version of its object, if `conditions` hold.
+    /// Makes a chunked version visible; its chunks are already on a majority.
     Commit {
-        upload: u128,
         object: ObjectId,
         meta: ObjectMeta,
+        chunk_crcs: Vec<u32>,
         conditions: Conditions,
     },
-    /// Stores a whole object of at most one chunk in one entry.
-    PutSmall {
-        object: ObjectId,
-        meta: ObjectMeta,
-        data: Bytes,
-        conditions: Conditions,
-    },
-    /// Drops an unfinished upload and its chunks.
-    Abort { upload: u128 },
     /// Removes an object.
     Delete {
         object: ObjectId,
         if_match: Option<String>,
     },
-    /// Drops uploads idle since before the cutoff (their client or leader is gone).
-    ReapUploads { idle_before_ms: u64 },
 }
 
 /// The outcome of an [`ObjectCommand`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ObjectResponse {
     Stored(ObjectMeta),
-    Appended,
-    Aborted,
     Deleted {
         version: u128,
     },
-    Reaped {
-        uploads: u32,
-    },
     NotFound,
     PreconditionFailed(String),
-    /// A commit or chunk for an upload that no longer exists (aborted or reaped).
-    UploadMissing,
-    /// A commit whose chunk count does not match what was appended.
-    Incomplete {
-        expected: u32,
-        appended: u32,
-    },
+    /// A command that does not describe a well-formed version (a bug in the proposer).
+    Malformed(String),
 }
 
 pub(crate) mod layout {
-    //! Keys of the object store, relative to the group's application prefix.
+    //! Keys of the object store.
     use crate::raft::keys;
 
     pub fn object(group: u64, tenant: &str, container: &str, key: &str) -> Vec<u8> {
@@ -204,28 +207,27 @@ pub(crate) mod layout {
         k
     }
 
-    pub fn chunk(group: u64, version: u128, index: u32) -> Vec<u8> {
-        let mut k = version_prefix(group, version);
-        k.extend_from_slice(&index.to_be_bytes());
-        k
+    fn versioned(mut prefix: Vec<u8>, space: u8, version: u128) -> Vec<u8> {
+        prefix.push(space);
+        prefix.extend_from_slice(&version.to_be_bytes());
+        prefix
     }
 
-    pub fn version_prefix(group: u64, version: u128) -> Vec<u8> {
-        let mut k = keys::app(group);
-        k.push(b'c');
-        k.extend_from_slice(&version.to_be_bytes());
-        k
+    pub fn inline(group: u64, version: u128) -> Vec<u8> {
+        versioned(keys::app(group), b'i', version)
     }
 
-    pub fn upload(group: u64, upload: u128) -> Vec<u8> {
-        let mut k = uploads_prefix(group);
-        k.extend_from_slice(&upload.to_be_bytes());
-        k
+    pub fn chunk_list(group: u64, version: u128) -> Vec<u8> {
+        versioned(keys::app(group), b'k', version)
     }
 
-    pub fn uploads_prefix(group: u64) -> Vec<u8> {
-        let mut k = keys::app(group);
-        k.push(b'u');
+    pub fn repair(group: u64, version: u128) -> Vec<u8> {
+        versioned(keys::local(group), b'p', version)
+    }
+
+    pub fn repairs_prefix(group: u64) -> Vec<u8> {
+        let mut k = keys::local(group);
+        k.push(b'p');
         k
     }
 }

@@ -1,21 +1,27 @@
 //! Local reads of a group's object store (no Raft involved: callers decide whether
 //! to confirm leadership first).
 
-use super::{layout, ObjectId, ObjectMeta, UploadRecord};
+use super::chunks::ChunkStore;
+use super::{layout, ChunkList, ObjectId, ObjectMeta};
 use crate::raft::{decode, keys};
-use crate::storage::{frame, EngineRef, StorageError};
+use crate::storage::{frame, BlobRef, EngineRef, StorageError};
 use std::ops::Bound;
 
 /// Read access to one group's objects on this node.
 #[derive(Clone)]
 pub struct ObjectReader {
     engine: EngineRef,
+    chunks: ChunkStore,
     group: u64,
 }
 
 impl ObjectReader {
-    pub fn new(engine: EngineRef, group: u64) -> Self {
-        Self { engine, group }
+    pub fn new(engine: EngineRef, blobs: BlobRef, group: u64) -> Self {
+        Self {
+            engine,
+            chunks: ChunkStore::new(blobs, group),
+            group,
+        }
     }
 
     pub fn group(&self) -> u64 {
@@ -24,6 +30,11 @@ impl ObjectReader {
 
     pub(crate) fn engine(&self) -> &EngineRef {
         &self.engine
+    }
+
+    /// The group's stored chunks on this node.
+    pub fn chunks(&self) -> &ChunkStore {
+        &self.chunks
     }
 
     /// Decodes a framed postcard record, reporting corruption with its key.
@@ -38,32 +49,66 @@ impl ObjectReader {
         })
     }
 
+    fn get_record<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
+        match self.engine.get(key)? {
+            Some(record) => Self::decode_record(key, &record).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The current version of `object`.
     pub fn head(&self, object: &ObjectId) -> Result<Option<ObjectMeta>, StorageError> {
-        let key = layout::object(self.group, &object.tenant, &object.container, &object.key);
-        match self.engine.get(&key)? {
-            Some(record) => Self::decode_record(&key, &record).map(Some),
-            None => Ok(None),
-        }
+        self.get_record(&layout::object(
+            self.group,
+            &object.tenant,
+            &object.container,
+            &object.key,
+        ))
     }
 
-    /// An upload in progress.
-    pub fn upload(&self, upload: u128) -> Result<Option<UploadRecord>, StorageError> {
-        let key = layout::upload(self.group, upload);
-        match self.engine.get(&key)? {
-            Some(record) => Self::decode_record(&key, &record).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Chunk `index` of `version`, CRC-checked. `None` if the version is gone
-    /// (overwritten or deleted while a reader streamed it).
-    pub fn chunk(&self, version: u128, index: u32) -> Result<Option<Vec<u8>>, StorageError> {
-        let key = layout::chunk(self.group, version, index);
+    /// The bytes of an inline version, CRC-checked.
+    pub fn inline(&self, version: u128) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = layout::inline(self.group, version);
         match self.engine.get(&key)? {
             Some(record) => Ok(Some(frame::decode(&key, &record)?.to_vec())),
             None => Ok(None),
         }
+    }
+
+    /// The committed chunk CRCs of a chunked version.
+    pub fn chunk_list(&self, version: u128) -> Result<Option<Vec<u32>>, StorageError> {
+        Ok(self
+            .get_record::<ChunkList>(&layout::chunk_list(self.group, version))?
+            .map(|l| l.crcs))
+    }
+
+    /// Every committed chunked version with its CRC list, in version order.
+    pub fn chunk_lists(&self) -> Result<Vec<(u128, Vec<u32>)>, StorageError> {
+        let start = layout::chunk_list(self.group, 0);
+        let end = keys::prefix_end(&start[..start.len() - 16])
+            .unwrap_or_else(|| keys::app_end(self.group));
+        let rows = self
+            .engine
+            .scan(Bound::Included(&start), Bound::Excluded(&end), usize::MAX)?;
+        rows.iter()
+            .map(|(k, v)| {
+                let version = version_suffix(k)?;
+                Ok((version, Self::decode_record::<ChunkList>(k, v)?.crcs))
+            })
+            .collect()
+    }
+
+    /// Chunked versions this replica must repair, at most `limit`.
+    pub fn repairs(&self, limit: usize) -> Result<Vec<u128>, StorageError> {
+        let prefix = layout::repairs_prefix(self.group);
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        let rows = self
+            .engine
+            .scan(Bound::Included(&prefix), Bound::Excluded(&end), limit)?;
+        rows.iter().map(|(k, _)| version_suffix(k)).collect()
     }
 
     /// Up to `limit` objects of a container whose keys start with `prefix` and sort
@@ -102,4 +147,16 @@ impl ObjectReader {
     ) -> Result<bool, StorageError> {
         Ok(!self.list(tenant, container, "", None, 1)?.is_empty())
     }
+}
+
+/// The version id in the last 16 bytes of a key.
+fn version_suffix(key: &[u8]) -> Result<u128, StorageError> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|at| <[u8; 16]>::try_from(&key[at..]).ok())
+        .map(u128::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt {
+            key: hex::encode(key),
+            why: "key too short for a version id".into(),
+        })
 }

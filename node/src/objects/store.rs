@@ -1,26 +1,65 @@
 //! Applies [`ObjectCommand`]s to a group's object store.
+//!
+//! Metadata, inline bytes and chunk CRC lists change in the entry's engine batch;
+//! removing a dead version's chunk blob is a side effect run after that batch
+//! ([`Application::finish_entry`]). A crash in between leaves an unreferenced blob,
+//! which the orphan sweep removes; never a referenced version without its bytes.
 
+use super::chunks::ChunkStore;
 use super::reader::ObjectReader;
 use super::{
-    layout, Conditions, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse, UploadRecord,
+    layout, ChunkList, Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse,
 };
 use crate::raft::state_machine::Application;
-use crate::raft::{encode, keys, Command, LogId, Response};
-use crate::storage::{frame, EngineRef, StorageError, WriteBatch};
-use std::ops::Bound;
-
-/// Uploads reaped per `ReapUploads` command, so one entry's batch stays bounded.
-const REAP_UPLOADS_MAX: usize = 256;
+use crate::raft::{encode, Command, LogId, Response};
+use crate::storage::{frame, BlobRef, EngineRef, StorageError, WriteBatch};
+use stratus_core::limits::{INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 
 /// The object store of one group: the [`Application`] of replica groups.
 pub struct ObjectStore {
     reader: ObjectReader,
+    chunks: ChunkStore,
+    /// Versions whose chunk blobs go once the current entry's batch is applied.
+    doomed: Vec<u128>,
+}
+
+/// Checks that `meta` (and the CRC list of a chunked version) describe a well-formed
+/// version, so a bad proposal is refused identically on every replica.
+fn check_shape(
+    meta: &ObjectMeta,
+    crcs: Option<&[u32]>,
+    inline_len: Option<usize>,
+) -> Option<String> {
+    match (meta.layout, crcs, inline_len) {
+        (Layout::Inline, None, Some(len)) if len as u64 == meta.size && len <= INLINE_BYTES_MAX => {
+            None
+        }
+        (Layout::Chunked { chunks }, Some(crcs), None) => {
+            let expected = meta.size.div_ceil(STORAGE_CHUNK_BYTES as u64);
+            (u64::from(chunks) != expected
+                || crcs.len() != chunks as usize
+                || meta.size <= INLINE_BYTES_MAX as u64)
+                .then(|| {
+                    format!(
+                        "{} bytes cannot be {chunks} chunks with {} CRCs",
+                        meta.size,
+                        crcs.len()
+                    )
+                })
+        }
+        _ => Some(format!(
+            "a {:?} version of {} bytes in the wrong command",
+            meta.layout, meta.size
+        )),
+    }
 }
 
 impl ObjectStore {
-    pub fn new(engine: EngineRef, group: u64) -> Self {
+    pub fn new(engine: EngineRef, blobs: BlobRef, group: u64) -> Self {
         Self {
-            reader: ObjectReader::new(engine, group),
+            reader: ObjectReader::new(engine, blobs.clone(), group),
+            chunks: ChunkStore::new(blobs, group),
+            doomed: Vec::new(),
         }
     }
 
@@ -28,23 +67,21 @@ impl ObjectStore {
         self.reader.group()
     }
 
-    fn remove_version(&self, batch: &mut WriteBatch, version: u128) {
-        let prefix = layout::version_prefix(self.group(), version);
-        if let Some(end) = keys::prefix_end(&prefix) {
-            batch.remove_range(prefix, end);
+    /// Drops `meta`'s bytes: inline row, or CRC list, repair mark and (after the batch) blob.
+    fn drop_version(&mut self, batch: &mut WriteBatch, meta: &ObjectMeta) {
+        match meta.layout {
+            Layout::Inline => batch.remove(layout::inline(self.group(), meta.version)),
+            Layout::Chunked { .. } => {
+                batch.remove(layout::chunk_list(self.group(), meta.version));
+                batch.remove(layout::repair(self.group(), meta.version));
+                self.doomed.push(meta.version);
+            }
         }
-    }
-
-    fn put_meta(&self, batch: &mut WriteBatch, object: &ObjectId, meta: &ObjectMeta) {
-        batch.put(
-            layout::object(self.group(), &object.tenant, &object.container, &object.key),
-            frame::encode(&encode(meta)),
-        );
     }
 
     /// Replaces the current version (if any) with `meta`, keeping the creation time.
     fn install(
-        &self,
+        &mut self,
         batch: &mut WriteBatch,
         object: &ObjectId,
         mut meta: ObjectMeta,
@@ -53,91 +90,74 @@ impl ObjectStore {
         if let Some(old) = current {
             meta.created_ms = old.created_ms;
             if old.version != meta.version {
-                self.remove_version(batch, old.version);
+                self.drop_version(batch, &old);
             }
         }
-        self.put_meta(batch, object, &meta);
+        let key = layout::object(self.group(), &object.tenant, &object.container, &object.key);
+        batch.put(key, frame::encode(&encode(&meta)));
         ObjectResponse::Stored(meta)
     }
 
-    fn append_chunk(
-        &self,
+    fn put_inline(
+        &mut self,
         batch: &mut WriteBatch,
-        upload: u128,
-        object: ObjectId,
-        now_ms: u64,
-        index: u32,
-        data: &[u8],
-    ) -> Result<ObjectResponse, StorageError> {
-        let mut record = self.reader.upload(upload)?.unwrap_or(UploadRecord {
-            object,
-            started_ms: now_ms,
-            touched_ms: now_ms,
-            chunks: 0,
-        });
-        record.chunks += 1;
-        record.touched_ms = record.touched_ms.max(now_ms);
-        batch.put(
-            layout::chunk(self.group(), upload, index),
-            frame::encode(data),
-        );
-        batch.put(
-            layout::upload(self.group(), upload),
-            frame::encode(&encode(&record)),
-        );
-        Ok(ObjectResponse::Appended)
-    }
-
-    fn commit(
-        &self,
-        batch: &mut WriteBatch,
-        upload: u128,
         object: ObjectId,
         meta: ObjectMeta,
+        data: &[u8],
         conditions: &Conditions,
     ) -> Result<ObjectResponse, StorageError> {
-        let Some(record) = self.reader.upload(upload)? else {
-            return Ok(ObjectResponse::UploadMissing);
-        };
-        batch.remove(layout::upload(self.group(), upload));
-        if record.chunks != meta.chunks || record.object != object || meta.version != upload {
-            self.remove_version(batch, upload);
-            return Ok(ObjectResponse::Incomplete {
-                expected: meta.chunks,
-                appended: record.chunks,
-            });
+        if let Some(why) = check_shape(&meta, None, Some(data.len())) {
+            return Ok(ObjectResponse::Malformed(why));
         }
         let current = self.reader.head(&object)?;
         if let Some(why) = conditions.check(current.as_ref()) {
-            self.remove_version(batch, upload);
             return Ok(ObjectResponse::PreconditionFailed(why));
         }
+        batch.put(
+            layout::inline(self.group(), meta.version),
+            frame::encode(data),
+        );
         Ok(self.install(batch, &object, meta, current))
     }
 
-    fn put_small(
-        &self,
+    fn commit(
+        &mut self,
         batch: &mut WriteBatch,
         object: ObjectId,
         meta: ObjectMeta,
-        data: &[u8],
+        crcs: Vec<u32>,
         conditions: &Conditions,
     ) -> Result<ObjectResponse, StorageError> {
+        if let Some(why) = check_shape(&meta, Some(&crcs), None) {
+            self.doomed.push(meta.version);
+            return Ok(ObjectResponse::Malformed(why));
+        }
         let current = self.reader.head(&object)?;
         if let Some(why) = conditions.check(current.as_ref()) {
+            // The version will never be reachable: its staged chunks go.
+            if current.as_ref().map(|c| c.version) != Some(meta.version) {
+                self.doomed.push(meta.version);
+            }
             return Ok(ObjectResponse::PreconditionFailed(why));
         }
-        if meta.chunks == 1 {
-            batch.put(
-                layout::chunk(self.group(), meta.version, 0),
-                frame::encode(data),
-            );
+        let version = meta.version;
+        let damaged = self
+            .chunks
+            .damaged_frames(version, crcs.len() as u32, Some(&crcs))?;
+        if !damaged.is_empty() {
+            // This replica missed chunks (it was down or slow during the upload):
+            // the repair task fetches them from the other members.
+            batch.put(layout::repair(self.group(), version), frame::encode(&[]));
         }
+        batch.put(
+            layout::chunk_list(self.group(), version),
+            frame::encode(&encode(&ChunkList { crcs })),
+        );
         Ok(self.install(batch, &object, meta, current))
     }
 
     fn delete(
-        &self,
+        &mut self,
         batch: &mut WriteBatch,
         object: ObjectId,
         if_match: Option<String>,
@@ -158,47 +178,10 @@ impl ObjectStore {
             &object.container,
             &object.key,
         ));
-        self.remove_version(batch, current.version);
+        self.drop_version(batch, &current);
         Ok(ObjectResponse::Deleted {
             version: current.version,
         })
-    }
-
-    fn abort(&self, batch: &mut WriteBatch, upload: u128) -> ObjectResponse {
-        batch.remove(layout::upload(self.group(), upload));
-        self.remove_version(batch, upload);
-        ObjectResponse::Aborted
-    }
-
-    fn reap(
-        &self,
-        batch: &mut WriteBatch,
-        idle_before_ms: u64,
-    ) -> Result<ObjectResponse, StorageError> {
-        let prefix = layout::uploads_prefix(self.group());
-        let end = keys::prefix_end(&prefix).unwrap_or_default();
-        let mut reaped = 0u32;
-        for (key, record) in self.reader.engine().scan(
-            Bound::Included(&prefix),
-            Bound::Excluded(&end),
-            usize::MAX,
-        )? {
-            if reaped as usize >= REAP_UPLOADS_MAX {
-                break;
-            }
-            let record: UploadRecord = ObjectReader::decode_record(&key, &record)?;
-            let Some(raw) = key
-                .get(prefix.len()..prefix.len() + 16)
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            else {
-                continue;
-            };
-            if record.touched_ms < idle_before_ms {
-                self.abort(batch, u128::from_be_bytes(raw));
-                reaped += 1;
-            }
-        }
-        Ok(ObjectResponse::Reaped { uploads: reaped })
     }
 }
 
@@ -216,34 +199,49 @@ impl Application for ObjectStore {
             });
         };
         let response = match command {
-            ObjectCommand::AppendChunk {
-                upload,
+            ObjectCommand::PutInline {
                 object,
-                now_ms,
-                index,
+                meta,
                 data,
-            } => self.append_chunk(batch, upload, object, now_ms, index, &data)?,
+                conditions,
+            } => self.put_inline(batch, object, meta, &data, &conditions)?,
             ObjectCommand::Commit {
-                upload,
                 object,
                 meta,
+                chunk_crcs,
                 conditions,
-            } => self.commit(batch, upload, object, meta, &conditions)?,
-            ObjectCommand::PutSmall {
-                object,
-                meta,
-                data,
-                conditions,
-            } => self.put_small(batch, object, meta, &data, &conditions)?,
-            ObjectCommand::Abort { upload } => self.abort(batch, upload),
+            } => self.commit(batch, object, meta, chunk_crcs, &conditions)?,
             ObjectCommand::Delete { object, if_match } => self.delete(batch, object, if_match)?,
-            ObjectCommand::ReapUploads { idle_before_ms } => self.reap(batch, idle_before_ms)?,
         };
         Ok(Response::Object(response))
+    }
+
+    fn finish_entry(&mut self) -> Result<(), StorageError> {
+        for version in std::mem::take(&mut self.doomed) {
+            self.chunks.remove(version)?;
+        }
+        Ok(())
     }
 
     fn reload(&mut self) -> Result<(), StorageError> {
         // Nothing is cached in memory: every read goes to the engine.
         Ok(())
+    }
+
+    fn after_install(&mut self) -> Result<(), StorageError> {
+        // The snapshot replaced the metadata: mark every chunked version whose chunks
+        // this replica lacks, so the repair task fetches them.
+        let group = self.group();
+        let mut batch = WriteBatch::new();
+        for (version, crcs) in self.reader.chunk_lists()? {
+            if !self
+                .chunks
+                .damaged_frames(version, crcs.len() as u32, Some(&crcs))?
+                .is_empty()
+            {
+                batch.put(layout::repair(group, version), frame::encode(&[]));
+            }
+        }
+        self.reader.engine().apply(batch)
     }
 }

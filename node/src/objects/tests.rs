@@ -1,30 +1,40 @@
-//! Apply-level tests of the object store over the in-memory engine.
+//! Apply-level tests of the object store over the in-memory engine and blob store.
 
+use super::chunks::{ChunkRead, ChunkStore};
 use super::store::ObjectStore;
 use super::*;
+use crate::clock::TokioClock;
 use crate::raft::state_machine::Application;
 use crate::raft::{Command, Response};
+use crate::storage::mem_blob::MemBlobStore;
 use crate::storage::mem_engine::MemEngine;
-use crate::storage::{EngineRef, WriteBatch};
+use crate::storage::{BlobRef, EngineRef, WriteBatch};
 use std::sync::Arc;
+use stratus_core::limits::STORAGE_CHUNK_BYTES;
 
 const G: u64 = 1;
 
 struct Fixture {
     engine: MemEngine,
+    blobs: MemBlobStore,
     store: ObjectStore,
     reader: reader::ObjectReader,
+    chunks: ChunkStore,
     index: u64,
 }
 
 impl Fixture {
     fn new() -> Self {
         let engine = MemEngine::new();
+        let blobs = MemBlobStore::new(Arc::new(TokioClock::starting_at(1_000)));
         let shared: EngineRef = Arc::new(engine.clone());
+        let blob_ref: BlobRef = Arc::new(blobs.clone());
         Self {
-            store: ObjectStore::new(shared.clone(), G),
-            reader: reader::ObjectReader::new(shared, G),
+            store: ObjectStore::new(shared.clone(), blob_ref.clone(), G),
+            reader: reader::ObjectReader::new(shared, blob_ref.clone(), G),
+            chunks: ChunkStore::new(blob_ref, G),
             engine,
+            blobs,
             index: 0,
         }
     }
@@ -38,10 +48,26 @@ impl Fixture {
             .apply(Command::Object(command), log_id, &mut batch)
             .unwrap();
         crate::storage::Engine::apply(&self.engine, batch).unwrap();
+        self.store.finish_entry().unwrap();
         match response {
             Response::Object(r) => r,
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Writes a chunked version's chunks as the fan-out would; returns its CRC list.
+    fn stage(&self, version: u128, data: &[u8]) -> Vec<u32> {
+        data.chunks(STORAGE_CHUNK_BYTES)
+            .enumerate()
+            .map(|(i, c)| {
+                self.chunks.write(version, i as u32, c).unwrap();
+                crc32fast::hash(c)
+            })
+            .collect()
+    }
+
+    fn has_blob(&self, version: u128) -> bool {
+        self.blobs.names().contains(&chunks::blob_name(G, version))
     }
 }
 
@@ -53,12 +79,12 @@ fn id(key: &str) -> ObjectId {
     }
 }
 
-fn meta(version: u128, data: &[u8], chunks: u32) -> ObjectMeta {
+fn inline_meta(version: u128, data: &[u8]) -> ObjectMeta {
     ObjectMeta {
         size: data.len() as u64,
         crc32: crc32fast::hash(data),
         version,
-        chunks,
+        layout: Layout::Inline,
         content_type: "text/plain".into(),
         metadata: Default::default(),
         created_ms: 10,
@@ -66,118 +92,147 @@ fn meta(version: u128, data: &[u8], chunks: u32) -> ObjectMeta {
     }
 }
 
-fn append(f: &mut Fixture, upload: u128, key: &str, index: u32, data: &'static [u8]) {
-    let r = f.apply(ObjectCommand::AppendChunk {
-        upload,
+fn chunked_meta(version: u128, data: &[u8]) -> ObjectMeta {
+    let chunks = data.len().div_ceil(STORAGE_CHUNK_BYTES) as u32;
+    ObjectMeta {
+        layout: Layout::Chunked { chunks },
+        ..inline_meta(version, data)
+    }
+}
+
+fn put_inline(
+    version: u128,
+    key: &str,
+    data: &'static [u8],
+    conditions: Conditions,
+) -> ObjectCommand {
+    ObjectCommand::PutInline {
         object: id(key),
-        now_ms: 100,
-        index,
+        meta: inline_meta(version, data),
         data: bytes::Bytes::from_static(data),
-    });
-    assert_eq!(r, ObjectResponse::Appended);
+        conditions,
+    }
+}
+
+fn big(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
-fn staged_chunks_are_invisible_until_commit_then_old_version_is_removed() {
+fn commit_makes_a_staged_version_visible_and_overwrite_drops_the_old_bytes() {
     let mut f = Fixture::new();
-    append(&mut f, 7, "k", 0, b"hello ");
-    append(&mut f, 7, "k", 1, b"world");
+    let data = big(2 * STORAGE_CHUNK_BYTES + 100, 1);
+    let crcs = f.stage(7, &data);
     assert_eq!(
         f.reader.head(&id("k")).unwrap(),
         None,
-        "nothing visible before commit"
+        "staged chunks are invisible"
     );
     let r = f.apply(ObjectCommand::Commit {
-        upload: 7,
         object: id("k"),
-        meta: meta(7, b"hello world", 2),
+        meta: chunked_meta(7, &data),
+        chunk_crcs: crcs.clone(),
         conditions: Conditions::default(),
     });
     assert!(matches!(r, ObjectResponse::Stored(_)), "{r:?}");
     assert_eq!(f.reader.head(&id("k")).unwrap().unwrap().version, 7);
-    assert_eq!(f.reader.chunk(7, 1).unwrap().unwrap(), b"world");
-    assert_eq!(f.reader.upload(7).unwrap(), None, "upload record consumed");
+    assert_eq!(f.reader.chunk_list(7).unwrap(), Some(crcs.clone()));
+    assert_eq!(
+        f.reader.repairs(10).unwrap(),
+        Vec::<u128>::new(),
+        "all chunks present: nothing to repair"
+    );
+    assert_eq!(
+        f.chunks.read(7, 2, Some(crcs[2])).unwrap(),
+        ChunkRead::Intact(data[2 * STORAGE_CHUNK_BYTES..].to_vec())
+    );
 
-    let r = f.apply(ObjectCommand::PutSmall {
-        object: id("k"),
-        meta: meta(8, b"x", 1),
-        data: bytes::Bytes::from_static(b"x"),
-        conditions: Conditions::default(),
-    });
+    let r = f.apply(put_inline(8, "k", b"x", Conditions::default()));
     let ObjectResponse::Stored(m) = r else {
         panic!("{r:?}")
     };
     assert_eq!(m.created_ms, 10, "creation time kept across overwrite");
-    assert_eq!(
-        f.reader.chunk(7, 0).unwrap(),
-        None,
-        "old version's chunks removed"
-    );
-    assert_eq!(f.reader.chunk(8, 0).unwrap().unwrap(), b"x");
+    assert!(!f.has_blob(7), "the old version's blob is removed");
+    assert_eq!(f.reader.chunk_list(7).unwrap(), None);
+    assert_eq!(f.reader.inline(8).unwrap().unwrap(), b"x");
 }
 
 #[test]
-fn abort_and_incomplete_commit_leave_nothing() {
+fn a_replica_missing_chunks_marks_the_version_for_repair() {
     let mut f = Fixture::new();
-    append(&mut f, 9, "k", 0, b"abc");
-    assert_eq!(
-        f.apply(ObjectCommand::Abort { upload: 9 }),
-        ObjectResponse::Aborted
-    );
-    assert_eq!(f.reader.chunk(9, 0).unwrap(), None);
-    assert_eq!(f.reader.upload(9).unwrap(), None);
-
-    append(&mut f, 10, "k", 0, b"abc");
+    let data = big(3 * STORAGE_CHUNK_BYTES, 2);
+    let crcs: Vec<u32> = data
+        .chunks(STORAGE_CHUNK_BYTES)
+        .map(crc32fast::hash)
+        .collect();
+    // Only chunk 0 arrived here; the leader committed with a majority elsewhere.
+    f.chunks.write(9, 0, &data[..STORAGE_CHUNK_BYTES]).unwrap();
     let r = f.apply(ObjectCommand::Commit {
-        upload: 10,
         object: id("k"),
-        meta: meta(10, b"abcdef", 2),
+        meta: chunked_meta(9, &data),
+        chunk_crcs: crcs,
         conditions: Conditions::default(),
     });
+    assert!(matches!(r, ObjectResponse::Stored(_)), "{r:?}");
+    assert_eq!(f.reader.repairs(10).unwrap(), vec![9]);
+    // Deleting the version unmarks it and drops its blob.
     assert_eq!(
-        r,
-        ObjectResponse::Incomplete {
-            expected: 2,
-            appended: 1
-        }
+        f.apply(ObjectCommand::Delete {
+            object: id("k"),
+            if_match: None
+        }),
+        ObjectResponse::Deleted { version: 9 }
     );
+    assert_eq!(f.reader.repairs(10).unwrap(), Vec::<u128>::new());
+    assert!(!f.has_blob(9));
+}
+
+#[test]
+fn malformed_commits_are_refused_the_same_way_everywhere() {
+    let mut f = Fixture::new();
+    let data = big(STORAGE_CHUNK_BYTES + 1, 3);
+    let crcs = f.stage(11, &data);
+    let wrong_count = ObjectMeta {
+        layout: Layout::Chunked { chunks: 5 },
+        ..chunked_meta(11, &data)
+    };
+    let r = f.apply(ObjectCommand::Commit {
+        object: id("k"),
+        meta: wrong_count,
+        chunk_crcs: crcs,
+        conditions: Conditions::default(),
+    });
+    assert!(matches!(r, ObjectResponse::Malformed(_)), "{r:?}");
     assert_eq!(f.reader.head(&id("k")).unwrap(), None);
-    assert_eq!(f.reader.chunk(10, 0).unwrap(), None);
-    assert!(f
-        .engine
-        .keys()
-        .iter()
-        .all(|k| !k.starts_with(&crate::objects::layout::version_prefix(G, 10))));
-
-    let r = f.apply(ObjectCommand::Commit {
-        upload: 99,
+    assert!(!f.has_blob(11), "a refused version's chunks go");
+    let too_big_inline = ObjectCommand::PutInline {
         object: id("k"),
-        meta: meta(99, b"", 0),
+        meta: inline_meta(12, &big(20_000, 0)),
+        data: big(20_000, 0).into(),
         conditions: Conditions::default(),
-    });
-    assert_eq!(r, ObjectResponse::UploadMissing);
+    };
+    assert!(matches!(
+        f.apply(too_big_inline),
+        ObjectResponse::Malformed(_)
+    ));
 }
 
 #[test]
 fn conditions_are_checked_at_apply_time() {
     let mut f = Fixture::new();
-    let put = |version: u128, conditions: Conditions| ObjectCommand::PutSmall {
-        object: id("c"),
-        meta: meta(version, b"v", 1),
-        data: bytes::Bytes::from_static(b"v"),
-        conditions,
-    };
     let none_star = Conditions {
         if_none_match: Some("*".into()),
         if_match: None,
     };
     assert!(matches!(
-        f.apply(put(1, none_star.clone())),
+        f.apply(put_inline(1, "c", b"v", none_star.clone())),
         ObjectResponse::Stored(_)
     ));
     assert!(
         matches!(
-            f.apply(put(2, none_star)),
+            f.apply(put_inline(2, "c", b"v", none_star)),
             ObjectResponse::PreconditionFailed(_)
         ),
         "create-only on existing object"
@@ -186,9 +241,8 @@ fn conditions_are_checked_at_apply_time() {
         if_match: Some(etag_of(12345)),
         if_none_match: None,
     };
-    let r = f.apply(put(3, stale));
-    let ObjectResponse::PreconditionFailed(why) = r else {
-        panic!("{r:?}")
+    let ObjectResponse::PreconditionFailed(why) = f.apply(put_inline(3, "c", b"v", stale)) else {
+        panic!()
     };
     assert!(why.contains(&etag_of(1)), "{why}");
     let fresh = Conditions {
@@ -196,35 +250,39 @@ fn conditions_are_checked_at_apply_time() {
         if_none_match: None,
     };
     assert!(
-        matches!(f.apply(put(4, fresh)), ObjectResponse::Stored(_)),
+        matches!(
+            f.apply(put_inline(4, "c", b"v", fresh)),
+            ObjectResponse::Stored(_)
+        ),
         "unquoted ETag matches"
     );
     assert_eq!(f.reader.head(&id("c")).unwrap().unwrap().version, 4);
     // A failed conditional commit removes the staged chunks.
-    append(&mut f, 5, "c", 0, b"z");
+    let data = big(STORAGE_CHUNK_BYTES, 4);
+    let crcs = f.stage(5, &data);
     let r = f.apply(ObjectCommand::Commit {
-        upload: 5,
         object: id("c"),
-        meta: meta(5, b"z", 1),
+        meta: chunked_meta(5, &data),
+        chunk_crcs: crcs,
         conditions: Conditions {
             if_match: Some(etag_of(1)),
             if_none_match: None,
         },
     });
     assert!(matches!(r, ObjectResponse::PreconditionFailed(_)));
-    assert_eq!(f.reader.chunk(5, 0).unwrap(), None);
+    assert!(!f.has_blob(5));
+    assert_eq!(
+        f.reader.head(&id("c")).unwrap().unwrap().version,
+        4,
+        "object unchanged"
+    );
 }
 
 #[test]
-fn delete_list_and_reap() {
+fn delete_and_list() {
     let mut f = Fixture::new();
     for (v, k) in [(1u128, "a/1"), (2, "a/2"), (3, "b/1")] {
-        f.apply(ObjectCommand::PutSmall {
-            object: id(k),
-            meta: meta(v, b"d", 1),
-            data: bytes::Bytes::from_static(b"d"),
-            conditions: Conditions::default(),
-        });
+        f.apply(put_inline(v, k, b"d", Conditions::default()));
     }
     let names =
         |rows: Vec<(String, ObjectMeta)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
@@ -271,39 +329,30 @@ fn delete_list_and_reap() {
         }),
         ObjectResponse::NotFound
     );
-    assert_eq!(f.reader.chunk(1, 0).unwrap(), None);
-
-    append(&mut f, 50, "slow", 0, b"s");
-    assert_eq!(
-        f.apply(ObjectCommand::ReapUploads {
-            idle_before_ms: 100
-        }),
-        ObjectResponse::Reaped { uploads: 0 },
-        "touched at 100, not before"
-    );
-    assert_eq!(
-        f.apply(ObjectCommand::ReapUploads {
-            idle_before_ms: 101
-        }),
-        ObjectResponse::Reaped { uploads: 1 }
-    );
-    assert_eq!(f.reader.chunk(50, 0).unwrap(), None);
+    assert_eq!(f.reader.inline(1).unwrap(), None);
 }
 
 #[test]
-fn corrupted_chunk_is_detected_on_read() {
+fn damaged_chunks_and_inline_bytes_are_detected_on_read() {
     let mut f = Fixture::new();
-    f.apply(ObjectCommand::PutSmall {
-        object: id("k"),
-        meta: meta(1, b"payload", 1),
-        data: bytes::Bytes::from_static(b"payload"),
-        conditions: Conditions::default(),
-    });
-    assert!(f
-        .engine
-        .flip_byte(&crate::objects::layout::chunk(G, 1, 0), 7));
+    f.apply(put_inline(1, "k", b"payload", Conditions::default()));
+    assert!(f.engine.flip_byte(&layout::inline(G, 1), 7));
     assert!(matches!(
-        f.reader.chunk(1, 0),
+        f.reader.inline(1),
         Err(crate::storage::StorageError::Corrupt { .. })
+    ));
+
+    let data = big(STORAGE_CHUNK_BYTES + 10, 5);
+    let crcs = f.stage(2, &data);
+    assert!(f
+        .blobs
+        .flip_byte(&chunks::blob_name(G, 2), chunks::CHUNK_STRIDE + 20));
+    assert!(matches!(
+        f.chunks.read(2, 1, Some(crcs[1])).unwrap(),
+        ChunkRead::Corrupt(_)
+    ));
+    assert!(matches!(
+        f.chunks.read(2, 0, Some(crcs[0])).unwrap(),
+        ChunkRead::Intact(_)
     ));
 }

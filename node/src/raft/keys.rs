@@ -8,8 +8,10 @@
 //! | `c` committed | - | postcard `LogId` |
 //! | `p` last purged | - | postcard `LogId` |
 //! | `m` state machine meta | - | postcard `(last applied, membership)` |
-//! | `s` current snapshot | - | postcard snapshot meta + data |
+//! | `s` current snapshot | - | postcard snapshot meta + spool blob name |
+//! | `n` installing | - | the snapshot being installed (restart finishes it) |
 //! | `a` application | owned by the directory or the object store | |
+//! | `r` replica-local | owned by the application; never snapshotted or compared | |
 
 /// Prefix of every key of `group`.
 pub fn group_prefix(group: u64) -> Vec<u8> {
@@ -68,6 +70,11 @@ pub fn snapshot(group: u64) -> Vec<u8> {
     space(group, b's')
 }
 
+/// The snapshot being installed, present only while an install is under way.
+pub fn installing(group: u64) -> Vec<u8> {
+    space(group, b'n')
+}
+
 /// Prefix of the application space of `group`.
 pub fn app(group: u64) -> Vec<u8> {
     space(group, b'a')
@@ -76,6 +83,12 @@ pub fn app(group: u64) -> Vec<u8> {
 /// End of the application space (exclusive).
 pub fn app_end(group: u64) -> Vec<u8> {
     space(group, b'a' + 1)
+}
+
+/// Prefix of the replica-local space of `group`: bookkeeping of this copy only
+/// (chunks to repair), excluded from snapshots and convergence checks.
+pub fn local(group: u64) -> Vec<u8> {
+    space(group, b'r')
 }
 
 /// The smallest key greater than every key starting with `prefix`, if any.

@@ -8,7 +8,7 @@
 //! Nothing is acknowledged to a client before the entry carrying it is durable on a
 //! quorum.
 
-use super::{decode, encode, keys, LogId, StorageError, TypeConfig};
+use super::{decode, encode, keys, GroupCounters, LogId, StorageError, TypeConfig};
 use crate::storage::{frame, EngineRef, WriteBatch};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -17,17 +17,23 @@ use openraft::{
 };
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 /// The log of one group on one node.
 #[derive(Clone)]
 pub struct LogStore {
     engine: EngineRef,
     group: u64,
+    counters: Arc<GroupCounters>,
 }
 
 impl LogStore {
-    pub fn new(engine: EngineRef, group: u64) -> Self {
-        Self { engine, group }
+    pub fn new(engine: EngineRef, group: u64, counters: Arc<GroupCounters>) -> Self {
+        Self {
+            engine,
+            group,
+            counters,
+        }
     }
 
     fn read_value<T: for<'de> serde::Deserialize<'de>>(
@@ -173,12 +179,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::new();
+        let (mut count, mut bytes) = (0u64, 0u64);
         for entry in entries {
-            batch.put(
-                keys::log(self.group, entry.get_log_id().index),
-                frame::encode(&encode(&entry)),
-            );
+            let record = frame::encode(&encode(&entry));
+            count += 1;
+            bytes += record.len() as u64;
+            batch.put(keys::log(self.group, entry.get_log_id().index), record);
         }
+        self.counters.logged(count, bytes);
         let result = self.write_synced(batch, ErrorSubject::Logs).await;
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),

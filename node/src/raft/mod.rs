@@ -16,15 +16,19 @@ pub mod keys;
 pub mod log_store;
 pub mod network;
 pub mod runtime;
+pub mod snapshot;
 pub mod state_machine;
 
 use crate::directory::{DirectoryCommand, DirectoryResponse};
 use crate::objects::{ObjectCommand, ObjectResponse};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A command replicated through a group's log.
+// Commands live briefly (proposed, serialised, applied once); boxing the larger
+// variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     Directory(DirectoryCommand),
@@ -48,7 +52,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot::BlobCursor,
         AsyncRuntime = runtime::SeededRuntime,
 );
 
@@ -93,14 +97,67 @@ pub fn raft_config(
         election_timeout_min: timing.election_min.as_millis() as u64,
         election_timeout_max: timing.election_max.as_millis() as u64,
         max_payload_entries: APPEND_ENTRIES_MAX,
-        // Logs are kept until snapshots stream from disk (see ARCHITECTURE.md): a
-        // snapshot is never built by policy, so no log is purged.
+        // Snapshots are triggered by the node from log volume (`GroupCounters`), not
+        // by entry count: their cost is the state size, so they are spaced by it.
         snapshot_policy: openraft::SnapshotPolicy::Never,
         install_snapshot_timeout: 10_000,
         snapshot_max_chunk_size: 1024 * 1024,
         ..Default::default()
     }
     .validate()
+}
+
+/// When to snapshot a group (and so purge its log).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotTrigger {
+    /// Log bytes since the last snapshot before another is considered.
+    pub log_bytes_min: u64,
+    /// Entries since the last snapshot before another is considered.
+    pub entries_min: u64,
+}
+
+impl Default for SnapshotTrigger {
+    fn default() -> Self {
+        Self {
+            log_bytes_min: 32 * 1024 * 1024,
+            entries_min: 2000,
+        }
+    }
+}
+
+/// Log volume since the last snapshot of one group, shared by its log store (which
+/// counts) and its state machine (which resets on every snapshot).
+#[derive(Debug, Default)]
+pub struct GroupCounters {
+    log_bytes: AtomicU64,
+    entries: AtomicU64,
+    last_snapshot_bytes: AtomicU64,
+}
+
+impl GroupCounters {
+    /// `entries` of `bytes` in total were appended to the log.
+    pub fn logged(&self, entries: u64, bytes: u64) {
+        self.entries.fetch_add(entries, Ordering::Relaxed);
+        self.log_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A snapshot of `bytes` was built.
+    pub fn snapshot_built(&self, bytes: u64) {
+        self.entries.store(0, Ordering::Relaxed);
+        self.log_bytes.store(0, Ordering::Relaxed);
+        self.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether the log has grown enough to pay for copying the state again: at
+    /// least the trigger's minimums, and at least the last snapshot's size, so the
+    /// copying costs at most one byte per logged byte.
+    pub fn snapshot_due(&self, trigger: SnapshotTrigger) -> bool {
+        let bytes = self.log_bytes.load(Ordering::Relaxed);
+        let floor = trigger
+            .log_bytes_min
+            .max(self.last_snapshot_bytes.load(Ordering::Relaxed));
+        bytes >= floor && self.entries.load(Ordering::Relaxed) >= trigger.entries_min
+    }
 }
 
 /// Encodes a value for storage or the wire (postcard).

@@ -1,26 +1,34 @@
-//! The replicated state machine of one group over the storage seam.
+//! The replicated state machine of one group over the storage seams.
 //!
 //! Generic over the [`Application`] (the directory or the object store): this module
-//! owns what every group shares — last applied id, membership, snapshots — and hands
+//! owns what every group shares (last applied id, membership, snapshots) and hands
 //! each normal entry to the application.
 //!
 //! **Atomicity:** each entry's application writes and the new "last applied" marker
-//! go into one batch, so a crash never leaves half an entry applied, and restart
-//! resumes exactly after the last whole entry. State-machine writes are not synced:
-//! the log is durable, and replay after a crash is deterministic.
+//! go into one engine batch, so a crash never leaves half an entry applied. State
+//! machine writes are not synced on their own: the log is durable and replay is
+//! deterministic. Installing a snapshot is made restartable by an "installing" marker
+//! written (and synced) first; [`GroupStateMachine::open`] finishes an interrupted
+//! install from the spool.
+//!
+//! Snapshots hold the application space only (see [`super::snapshot`]); building one
+//! copies metadata, never chunk bytes.
 
+use super::snapshot::{spool_name, spool_prefix, write_spool, BlobCursor, SpoolReader};
 use super::{
-    decode, encode, keys, log_store::io_err, Command, LogId, Response, StorageError, TypeConfig,
+    decode, encode, keys, log_store::io_err, Command, GroupCounters, LogId, Response, StorageError,
+    TypeConfig,
 };
-use crate::storage::{frame, EngineRef, WriteBatch};
+use crate::storage::{frame, BlobRef, EngineRef, WriteBatch};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
     SnapshotMeta, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
-use std::ops::Bound;
+use std::sync::Arc;
+
+type Local = crate::storage::StorageError;
 
 /// What a group replicates: the directory or the object store.
 pub trait Application: Send + Sync + 'static {
@@ -32,11 +40,21 @@ pub trait Application: Send + Sync + 'static {
         command: Command,
         log_id: LogId,
         batch: &mut WriteBatch,
-    ) -> Result<Response, crate::storage::StorageError>;
+    ) -> Result<Response, Local>;
 
-    /// Reloads any in-memory view after the application space was replaced by a
-    /// snapshot (or at startup).
-    fn reload(&mut self) -> Result<(), crate::storage::StorageError>;
+    /// Side effects outside the engine (removing blobs), run after the entry's batch.
+    fn finish_entry(&mut self) -> Result<(), Local> {
+        Ok(())
+    }
+
+    /// Reloads any in-memory view after the application space changed wholesale
+    /// (startup, snapshot install).
+    fn reload(&mut self) -> Result<(), Local>;
+
+    /// Reconciles replica-local state after a snapshot replaced the application space.
+    fn after_install(&mut self) -> Result<(), Local> {
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize, Default, Clone)]
@@ -45,108 +63,188 @@ struct SmMeta {
     membership: StoredMembership<u64, BasicNode>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    meta: SmMeta,
-    /// Application keys relative to the group's application prefix.
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-#[derive(Serialize, Deserialize)]
+/// The current (or being-installed) snapshot: its meta and the spool holding it.
+#[derive(Serialize, Deserialize, Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta<u64, BasicNode>,
-    data: Vec<u8>,
+    spool: String,
 }
 
 /// The state machine of one group on one node.
 pub struct GroupStateMachine<A: Application> {
     engine: EngineRef,
+    blobs: BlobRef,
     group: u64,
     app: A,
     meta: SmMeta,
     snapshot_seq: u64,
+    counters: Arc<GroupCounters>,
+}
+
+fn read_framed<T: for<'de> Deserialize<'de>>(
+    engine: &EngineRef,
+    key: &[u8],
+) -> Result<Option<T>, Local> {
+    let Some(record) = engine.get(key)? else {
+        return Ok(None);
+    };
+    let payload = frame::decode(key, &record)?;
+    decode(payload).map(Some).map_err(|e| Local::Corrupt {
+        key: hex::encode(key),
+        why: e.to_string(),
+    })
+}
+
+fn sm_err(verb: ErrorVerb) -> impl Fn(Local) -> StorageError {
+    move |e| io_err(ErrorSubject::StateMachine, verb, e)
+}
+
+fn snap_err(verb: ErrorVerb) -> impl Fn(Local) -> StorageError {
+    move |e| io_err(ErrorSubject::Snapshot(None), verb, e)
 }
 
 impl<A: Application> GroupStateMachine<A> {
-    /// Opens the state machine, loading its meta and the application's view.
-    pub fn open(engine: EngineRef, group: u64, mut app: A) -> Result<Self, StorageError> {
-        let meta = match engine
-            .get(&keys::sm_meta(group))
-            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?
-        {
-            Some(record) => {
-                let key = keys::sm_meta(group);
-                let payload = frame::decode(&key, &record)
-                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-                decode(payload)
-                    .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?
-            }
-            None => SmMeta::default(),
-        };
-        app.reload()
-            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        Ok(Self {
+    /// Opens the state machine: finishes an interrupted snapshot install, loads the
+    /// meta and the application's view, and drops spools nothing refers to.
+    pub fn open(
+        engine: EngineRef,
+        blobs: BlobRef,
+        group: u64,
+        app: A,
+        counters: Arc<GroupCounters>,
+    ) -> Result<Self, StorageError> {
+        let mut sm = Self {
             engine,
+            blobs,
             group,
             app,
-            meta,
+            meta: SmMeta::default(),
             snapshot_seq: 0,
-        })
+            counters,
+        };
+        if let Some(stored) = read_framed::<StoredSnapshot>(&sm.engine, &keys::installing(group))
+            .map_err(sm_err(ErrorVerb::Read))?
+        {
+            tracing::warn!(group, spool = %stored.spool, "finishing a snapshot install interrupted by a restart");
+            sm.replace_state(&stored)
+                .map_err(snap_err(ErrorVerb::Write))?;
+        }
+        sm.meta = read_framed(&sm.engine, &keys::sm_meta(group))
+            .map_err(sm_err(ErrorVerb::Read))?
+            .unwrap_or_default();
+        sm.app.reload().map_err(sm_err(ErrorVerb::Read))?;
+        sm.drop_stale_spools()
+            .map_err(snap_err(ErrorVerb::Delete))?;
+        Ok(sm)
     }
 
-    fn image(&self) -> Result<SnapshotImage, StorageError> {
-        let start = keys::app(self.group);
-        let end = keys::app_end(self.group);
-        let rows = self
-            .engine
-            .scan(Bound::Included(&start), Bound::Excluded(&end), usize::MAX)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-            .into_iter()
-            .map(|(k, v)| (k[start.len()..].to_vec(), v))
-            .collect();
-        Ok(SnapshotImage {
-            meta: self.meta.clone(),
-            rows,
-        })
+    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, Local> {
+        read_framed(&self.engine, &keys::snapshot(self.group))
+    }
+
+    fn drop_stale_spools(&self) -> Result<(), Local> {
+        let keep = self.current_snapshot()?.map(|s| s.spool);
+        for name in self.blobs.list(&spool_prefix(self.group))? {
+            if Some(&name) != keep.as_ref() {
+                self.blobs.remove(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the application space with the spool's rows and makes `stored` the
+    /// current snapshot. Idempotent, so an interrupted install can be redone.
+    fn replace_state(&mut self, stored: &StoredSnapshot) -> Result<(), Local> {
+        let previous = self.current_snapshot()?;
+        let prefix = keys::app(self.group);
+        let mut batch = WriteBatch::new();
+        batch.remove_range(prefix.clone(), keys::app_end(self.group));
+        let local = keys::local(self.group);
+        if let Some(end) = keys::prefix_end(&local) {
+            batch.remove_range(local, end);
+        }
+        self.engine.apply(batch)?;
+        let mut reader = SpoolReader::new(&self.blobs, &stored.spool);
+        while let Some(rows) = reader.next_rows()? {
+            let mut batch = WriteBatch::new();
+            for (k, v) in rows {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&k);
+                batch.put(key, v);
+            }
+            self.engine.apply(batch)?;
+        }
+        let meta = SmMeta {
+            last_applied: stored.meta.last_log_id,
+            membership: stored.meta.last_membership.clone(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(keys::sm_meta(self.group), frame::encode(&encode(&meta)));
+        batch.put(keys::snapshot(self.group), frame::encode(&encode(stored)));
+        batch.remove(keys::installing(self.group));
+        self.engine.apply(batch)?;
+        self.meta = meta;
+        if let Some(old) = previous.filter(|p| p.spool != stored.spool) {
+            self.blobs.remove(&old.spool)?;
+        }
+        Ok(())
     }
 }
 
-/// Builds a snapshot from an image captured on the state-machine task, so it is a
+/// Finishes a snapshot whose rows were spooled on the state-machine task, so it is a
 /// consistent point-in-time copy even though applies continue meanwhile.
 pub struct GroupSnapshotBuilder {
     engine: EngineRef,
+    blobs: BlobRef,
     group: u64,
-    image: Result<Vec<u8>, String>,
-    meta: SmMeta,
-    snapshot_id: String,
+    spooled: Result<u64, String>,
+    stored: StoredSnapshot,
+    counters: Arc<GroupCounters>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let data = self.image.clone().map_err(|e| {
+        let len = self.spooled.clone().map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(None),
-                ErrorVerb::Read,
+                ErrorVerb::Write,
                 std::io::Error::other(e),
             )
         })?;
-        let meta = SnapshotMeta {
-            last_log_id: self.meta.last_applied,
-            last_membership: self.meta.membership.clone(),
-            snapshot_id: self.snapshot_id.clone(),
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
+        self.blobs
+            .sync()
+            .await
+            .map_err(snap_err(ErrorVerb::Write))?;
+        let previous: Option<StoredSnapshot> =
+            read_framed(&self.engine, &keys::snapshot(self.group))
+                .map_err(snap_err(ErrorVerb::Read))?;
         let mut batch = WriteBatch::new();
-        batch.put(keys::snapshot(self.group), frame::encode(&encode(&stored)));
+        batch.put(
+            keys::snapshot(self.group),
+            frame::encode(&encode(&self.stored)),
+        );
         self.engine
             .apply(batch)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            .map_err(snap_err(ErrorVerb::Write))?;
+        self.engine
+            .sync()
+            .await
+            .map_err(snap_err(ErrorVerb::Write))?;
+        if let Some(old) = previous.filter(|p| p.spool != self.stored.spool) {
+            // A transfer of the old snapshot still in flight fails and is retried
+            // with this one.
+            self.blobs
+                .remove(&old.spool)
+                .map_err(snap_err(ErrorVerb::Delete))?;
+        }
+        self.counters.snapshot_built(len);
+        tracing::info!(group = self.group, snapshot = %self.stored.meta.snapshot_id, bytes = len, "snapshot built");
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta: self.stored.meta.clone(),
+            snapshot: Box::new(BlobCursor::new(
+                self.blobs.clone(),
+                self.stored.spool.clone(),
+            )),
         })
     }
 }
@@ -167,26 +265,27 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
     {
         let mut responses = Vec::new();
         for entry in entries {
+            let log_id = entry.log_id;
+            let apply_err = move |e| io_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, e);
             let mut batch = WriteBatch::new();
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Membership(m) => {
-                    self.meta.membership = StoredMembership::new(Some(entry.log_id), m);
+                    self.meta.membership = StoredMembership::new(Some(log_id), m);
                     Response::None
                 }
                 EntryPayload::Normal(command) => self
                     .app
-                    .apply(command, entry.log_id, &mut batch)
-                    .map_err(|e| io_err(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write, e))?,
+                    .apply(command, log_id, &mut batch)
+                    .map_err(apply_err)?,
             };
-            self.meta.last_applied = Some(entry.log_id);
+            self.meta.last_applied = Some(log_id);
             batch.put(
                 keys::sm_meta(self.group),
                 frame::encode(&encode(&self.meta)),
             );
-            self.engine
-                .apply(batch)
-                .map_err(|e| io_err(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write, e))?;
+            self.engine.apply(batch).map_err(apply_err)?;
+            self.app.finish_entry().map_err(apply_err)?;
             responses.push(response);
         }
         Ok(responses)
@@ -194,81 +293,85 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_seq += 1;
-        let image = self.image().map(|i| encode(&i)).map_err(|e| e.to_string());
         let last = self
             .meta
             .last_applied
-            .map(|l| format!("{}-{}", l.leader_id, l.index))
-            .unwrap_or_else(|| "none".into());
+            .map(|l| format!("{}-{}", l.leader_id.term, l.index))
+            .unwrap_or_else(|| "0-0".into());
+        let id = format!("{last}-{}", self.snapshot_seq);
+        let spool = spool_name(self.group, &format!("built-{id}"));
+        // Spooled here, on the state-machine task, so no apply interleaves.
+        let spooled =
+            write_spool(&self.engine, &self.blobs, self.group, &spool).map_err(|e| e.to_string());
+        let meta = SnapshotMeta {
+            last_log_id: self.meta.last_applied,
+            last_membership: self.meta.membership.clone(),
+            snapshot_id: id,
+        };
         GroupSnapshotBuilder {
             engine: self.engine.clone(),
+            blobs: self.blobs.clone(),
             group: self.group,
-            image,
-            meta: self.meta.clone(),
-            snapshot_id: format!("{}-{last}-{}", self.group, self.snapshot_seq),
+            spooled,
+            stored: StoredSnapshot { meta, spool },
+            counters: self.counters.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<BlobCursor>, StorageError> {
+        self.snapshot_seq += 1;
+        let name = spool_name(self.group, &format!("received-{}", self.snapshot_seq));
+        self.blobs
+            .remove(&name)
+            .map_err(snap_err(ErrorVerb::Write))?;
+        Ok(Box::new(BlobCursor::new(self.blobs.clone(), name)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<BlobCursor>,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let data = snapshot.into_inner();
-        let image: SnapshotImage =
-            decode(&data).map_err(|e| io_err(subject(), ErrorVerb::Read, e))?;
-        let prefix = keys::app(self.group);
-        let mut batch = WriteBatch::new();
-        batch.remove_range(prefix.clone(), keys::app_end(self.group));
-        for (k, v) in image.rows {
-            let mut key = prefix.clone();
-            key.extend_from_slice(&k);
-            batch.put(key, v);
-        }
-        let new_meta = SmMeta {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
+        let err = |verb| move |e| io_err(subject(), verb, e);
+        let spool = if snapshot.is_in(&self.blobs) {
+            snapshot.name().to_string()
+        } else {
+            self.snapshot_seq += 1;
+            let name = spool_name(self.group, &format!("received-{}", self.snapshot_seq));
+            snapshot
+                .copy_to(&self.blobs, &name)
+                .map_err(err(ErrorVerb::Write))?;
+            name
         };
-        batch.put(keys::sm_meta(self.group), frame::encode(&encode(&new_meta)));
         let stored = StoredSnapshot {
             meta: meta.clone(),
-            data,
+            spool,
         };
-        batch.put(keys::snapshot(self.group), frame::encode(&encode(&stored)));
-        self.engine
-            .apply(batch)
-            .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
-        self.engine
-            .sync()
-            .await
-            .map_err(|e| io_err(subject(), ErrorVerb::Write, e))?;
-        self.meta = new_meta;
-        self.app
-            .reload()
-            .map_err(|e| io_err(subject(), ErrorVerb::Read, e))
+        self.blobs.sync().await.map_err(err(ErrorVerb::Write))?;
+        let rows = SpoolReader::new(&self.blobs, &stored.spool)
+            .verify()
+            .map_err(err(ErrorVerb::Read))?;
+        let mut batch = WriteBatch::new();
+        batch.put(
+            keys::installing(self.group),
+            frame::encode(&encode(&stored)),
+        );
+        self.engine.apply(batch).map_err(err(ErrorVerb::Write))?;
+        self.engine.sync().await.map_err(err(ErrorVerb::Write))?;
+        self.replace_state(&stored).map_err(err(ErrorVerb::Write))?;
+        self.engine.sync().await.map_err(err(ErrorVerb::Write))?;
+        self.app.reload().map_err(err(ErrorVerb::Read))?;
+        self.app.after_install().map_err(err(ErrorVerb::Write))?;
+        tracing::info!(group = self.group, snapshot = %meta.snapshot_id, rows, "snapshot installed");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let key = keys::snapshot(self.group);
-        let Some(record) = self
-            .engine
-            .get(&key)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
-        };
-        let payload = frame::decode(&key, &record)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        let stored: StoredSnapshot = decode(payload)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+        let stored = self.current_snapshot().map_err(snap_err(ErrorVerb::Read))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(BlobCursor::new(self.blobs.clone(), s.spool)),
         }))
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod convert;
 pub mod objects;
 pub mod peer;
+mod peer_chunks;
 pub mod put;
 
 use crate::node::StratusNode;

@@ -1,11 +1,13 @@
 //! The object service: get, head, delete and list here; put in [`super::put`].
 
 use super::convert;
+use crate::dataplane::repair;
 use crate::directory::TenantRecord;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
 use crate::node::StratusNode;
-use crate::objects::{ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
+use crate::objects::reader::ObjectReader;
+use crate::objects::{Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use futures::stream::BoxStream;
 use std::sync::Arc;
@@ -107,38 +109,84 @@ fn byte_range(size: u64, offset: Option<u64>, length: Option<u64>) -> NodeResult
     Ok((start, end))
 }
 
-/// Streams the chunks covering `[start, end)` of one version.
-fn chunk_stream(
-    reader: crate::objects::reader::ObjectReader,
+/// Streams the bytes `[start, end)` of one version: inline bytes in one message,
+/// chunked versions chunk by chunk, each checked against its committed CRC and
+/// repaired from a peer when the local copy is missing or damaged.
+fn content_stream(
+    node: Arc<StratusNode>,
+    reader: ObjectReader,
     id: ObjectId,
     meta: ObjectMeta,
     start: u64,
     end: u64,
 ) -> BoxStream<'static, Result<pb::GetResponse, Status>> {
-    let chunk = STORAGE_CHUNK_BYTES as u64;
-    let first = (start / chunk) as u32;
-    let last = if end == 0 {
-        0
-    } else {
-        ((end - 1) / chunk) as u32 + 1
+    let chunk_message = |data: &[u8]| {
+        let slice = bytes::Bytes::copy_from_slice(data);
+        pb::GetResponse {
+            part: Some(pb::get_response::Part::Chunk(pb::GetChunk {
+                crc32: crc32fast::hash(&slice),
+                data: slice,
+            })),
+        }
     };
-    let stream = futures::stream::iter(first..last.max(first)).map(move |index| {
-        let data = match reader.chunk(meta.version, index) {
-            Ok(Some(d)) => d,
-            Ok(None) => return Err(Status::from(NodeError::Aborted(format!("object {}/{}/{} changed while it was being read; retry", id.tenant, id.container, id.key)))),
-            Err(crate::storage::StorageError::Corrupt { why, .. }) => {
-                tracing::error!(group = reader.group(), object = %format!("{}/{}/{}", id.tenant, id.container, id.key), chunk = index, why, "stored chunk failed its CRC");
-                return Err(NodeError::DataLoss(format!("chunk {index} of {}/{}/{} is corrupt on this replica: {why}", id.tenant, id.container, id.key)).into());
-            }
-            Err(e) => return Err(NodeError::from(e).into()),
-        };
-        let base = u64::from(index) * chunk;
-        let from = start.saturating_sub(base).min(data.len() as u64) as usize;
-        let to = (end - base).min(data.len() as u64) as usize;
-        let slice = bytes::Bytes::copy_from_slice(&data[from..to]);
-        Ok(pb::GetResponse { part: Some(pb::get_response::Part::Chunk(pb::GetChunk { crc32: crc32fast::hash(&slice), data: slice })) })
-    });
-    Box::pin(stream)
+    let changed = move |id: &ObjectId| {
+        Status::from(NodeError::Aborted(format!(
+            "object {id} changed while it was being read; retry"
+        )))
+    };
+    match meta.layout {
+        Layout::Inline => {
+            let message = match reader.inline(meta.version) {
+                Ok(Some(data)) if data.len() as u64 == meta.size => {
+                    Ok(chunk_message(&data[start as usize..end as usize]))
+                }
+                Ok(Some(data)) => Err(NodeError::DataLoss(format!(
+                    "object {id} holds {} bytes inline, its metadata says {}",
+                    data.len(),
+                    meta.size
+                ))
+                .into()),
+                Ok(None) => Err(changed(&id)),
+                Err(e) => Err(Status::from(NodeError::from(e))),
+            };
+            Box::pin(futures::stream::iter((start < end).then_some(message)))
+        }
+        Layout::Chunked { chunks } => {
+            let chunk = STORAGE_CHUNK_BYTES as u64;
+            let first = (start / chunk) as u32;
+            let last = if end == 0 {
+                0
+            } else {
+                ((end - 1) / chunk) as u32 + 1
+            };
+            let crcs = match reader.chunk_list(meta.version) {
+                Ok(Some(crcs)) if crcs.len() == chunks as usize => crcs,
+                Ok(_) => return Box::pin(futures::stream::once(async move { Err(changed(&id)) })),
+                Err(e) => {
+                    return Box::pin(futures::stream::once(async move {
+                        Err(Status::from(NodeError::from(e)))
+                    }))
+                }
+            };
+            let stream = futures::stream::iter(first..last.max(first)).then(move |index| {
+                let (node, reader, id, crcs) = (node.clone(), reader.clone(), id.clone(), crcs.clone());
+                async move {
+                    let data = repair::read_chunk(&node, &reader, meta.version, index, crcs[index as usize]).await.map_err(|e| match e {
+                        NodeError::DataLoss(why) => {
+                            tracing::error!(object = %id, chunk = index, why, "no intact copy of a chunk");
+                            Status::from(NodeError::DataLoss(format!("chunk {index} of {id}: {why}")))
+                        }
+                        other => Status::from(other),
+                    })?;
+                    let base = u64::from(index) * chunk;
+                    let from = start.saturating_sub(base).min(data.len() as u64) as usize;
+                    let to = (end - base).min(data.len() as u64) as usize;
+                    Ok(chunk_message(&data[from..to]))
+                }
+            });
+            Box::pin(stream)
+        }
+    }
 }
 
 use futures::StreamExt;
@@ -175,7 +223,8 @@ impl ObjectService for ObjectApi {
                 &t.id, &meta,
             ))),
         };
-        let chunks = chunk_stream(
+        let chunks = content_stream(
+            self.node.clone(),
             self.node.objects(t.tenant.group),
             t.id.clone(),
             meta,

@@ -1,6 +1,7 @@
 //! The internal node-to-node service: Raft messages for every group, local status,
 //! and directory commands forwarded to the directory leader.
 
+use super::peer_chunks;
 use crate::directory::{ContainerRecord, DirectoryCommand, DirectoryView, TenantRecord};
 use crate::error::NodeError;
 use crate::node::StratusNode;
@@ -8,6 +9,7 @@ use crate::raft::{decode, encode, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use stratus_proto::v1 as pb;
 use stratus_proto::v1::peer_service_server::PeerService;
 use stratus_proto::v1::{
     DirectoryCommandReply, GroupReplicaStatus, LocalStatusRequest, LocalStatusResponse, RaftKind,
@@ -175,5 +177,44 @@ impl PeerService for PeerApi {
         Ok(Response::new(DirectoryCommandReply {
             payload: encode(&answer(&self.node.directory, query)).into(),
         }))
+    }
+
+    async fn write_chunk(
+        &self,
+        request: Request<pb::WriteChunkRequest>,
+    ) -> Result<Response<pb::WriteChunkReply>, Status> {
+        Ok(Response::new(peer_chunks::write_chunk(
+            &self.node,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn sync_chunks(
+        &self,
+        request: Request<pb::SyncChunksRequest>,
+    ) -> Result<Response<pb::SyncChunksReply>, Status> {
+        Ok(Response::new(
+            peer_chunks::sync_chunks(&self.node, request.into_inner()).await?,
+        ))
+    }
+
+    async fn drop_chunks(
+        &self,
+        request: Request<pb::DropChunksRequest>,
+    ) -> Result<Response<pb::DropChunksReply>, Status> {
+        Ok(Response::new(peer_chunks::drop_chunks(
+            &self.node,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn fetch_chunk(
+        &self,
+        request: Request<pb::FetchChunkRequest>,
+    ) -> Result<Response<pb::FetchChunkReply>, Status> {
+        Ok(Response::new(peer_chunks::fetch_chunk(
+            &self.node,
+            request.into_inner(),
+        )?))
     }
 }

@@ -1,96 +1,47 @@
-//! The put pipeline: header, CRC-checked chunks re-cut to storage chunks and
-//! proposed through Raft with a bounded pipeline, then an atomic commit.
+//! The put pipeline: header, CRC-checked client chunks, trailer, then one entry that
+//! makes the object visible.
 //!
-//! **Invariant:** nothing becomes visible unless the trailer's size and whole-object
-//! CRC match what arrived and the commit's conditions hold; on every other path the
-//! upload is aborted (and, should the handler be dropped, a guard aborts it; the
-//! leader's reaper removes whatever a crash left behind).
+//! Objects of at most `INLINE_BYTES_MAX` bytes go as one `PutInline` entry. Larger
+//! ones are re-cut into `STORAGE_CHUNK_BYTES` chunks and fanned out to the group's
+//! members outside the log ([`Fanout`]); once a majority holds every chunk durably
+//! and the trailer's size and CRC match what arrived, a `Commit` entry carrying the
+//! metadata and per-chunk CRCs makes the version visible.
+//!
+//! **Invariant:** nothing becomes visible unless the trailer matches and the commit's
+//! conditions hold. On every failure before the commit is proposed the staged chunks
+//! are removed (here and on the members); if the commit's outcome is unknown they
+//! are left for the orphan sweep, since the version may be live.
 
 use super::objects::{Access, ObjectApi};
+use crate::dataplane::fanout::Fanout;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
-use crate::objects::{Conditions, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
+use crate::objects::{Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use bytes::{Bytes, BytesMut};
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use std::collections::BTreeMap;
-use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, STORAGE_CHUNK_BYTES};
+use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_content_type, validate_metadata};
 use stratus_proto::v1 as pb;
 use stratus_proto::v1::put_request::Part;
 use tonic::Streaming;
 
-/// Chunk proposals one upload may have in flight (bounds its memory to ~2 MiB).
-const PIPELINE_DEPTH: usize = 8;
-
-type Proposal<'a> = futures::future::BoxFuture<'a, NodeResult<RaftResponse>>;
-
+/// What one put has received so far.
 struct Upload<'a> {
+    api: &'a ObjectApi,
     group: &'a GroupHandle,
-    id: u128,
-    object: ObjectId,
-    now_ms: u64,
-    in_flight: FuturesUnordered<Proposal<'a>>,
-    proposed: u32,
+    object_id: ObjectId,
+    version: u128,
+    /// Bytes not yet cut into a stored chunk.
     buffer: BytesMut,
     size: u64,
     crc: crc32fast::Hasher,
-    done: bool,
+    /// Set once the object outgrew the inline limit.
+    fanout: Option<Fanout>,
+    chunk_crcs: Vec<u32>,
 }
 
-impl Drop for Upload<'_> {
-    fn drop(&mut self) {
-        if !self.done && self.proposed > 0 {
-            // The handler is gone mid-upload (client vanished or shutdown): abort in
-            // the background so no staged chunk lingers.
-            let raft = self.group.raft.clone();
-            let upload = self.id;
-            tokio::spawn(async move {
-                let _ = raft
-                    .client_write(Command::Object(ObjectCommand::Abort { upload }))
-                    .await;
-            });
-        }
-    }
-}
-
-impl<'a> Upload<'a> {
-    async fn propose_chunk(&mut self, data: Bytes) -> NodeResult<()> {
-        while self.in_flight.len() >= PIPELINE_DEPTH {
-            self.settle_one().await?;
-        }
-        let command = Command::Object(ObjectCommand::AppendChunk {
-            upload: self.id,
-            object: self.object.clone(),
-            now_ms: self.now_ms,
-            index: self.proposed,
-            data,
-        });
-        self.proposed += 1;
-        let group = self.group;
-        self.in_flight
-            .push(Box::pin(async move { group.propose(command).await }));
-        Ok(())
-    }
-
-    async fn settle_one(&mut self) -> NodeResult<()> {
-        match self.in_flight.next().await {
-            None | Some(Ok(RaftResponse::Object(ObjectResponse::Appended))) => Ok(()),
-            Some(Ok(other)) => Err(NodeError::Internal(format!(
-                "unexpected chunk outcome {other:?}"
-            ))),
-            Some(Err(e)) => Err(e),
-        }
-    }
-
-    async fn settle_all(&mut self) -> NodeResult<()> {
-        while !self.in_flight.is_empty() {
-            self.settle_one().await?;
-        }
-        Ok(())
-    }
-
+impl Upload<'_> {
     async fn accept(&mut self, chunk: pb::PutChunk, max: u64) -> NodeResult<()> {
         if chunk.data.len() > CLIENT_CHUNK_BYTES_MAX {
             return Err(NodeError::InvalidArgument(format!(
@@ -111,66 +62,83 @@ impl<'a> Upload<'a> {
         }
         self.crc.update(&chunk.data);
         self.buffer.extend_from_slice(&chunk.data);
+        if self.fanout.is_none() && self.buffer.len() > INLINE_BYTES_MAX {
+            self.fanout = Some(Fanout::start(
+                self.api.node.clone(),
+                self.group.id(),
+                self.version,
+            )?);
+        }
         while self.buffer.len() >= STORAGE_CHUNK_BYTES {
             let full = self.buffer.split_to(STORAGE_CHUNK_BYTES).freeze();
-            self.propose_chunk(full).await?;
+            self.store_chunk(full).await?;
         }
         Ok(())
     }
 
-    /// Stores the rest and commits; returns the stored metadata.
-    async fn finish(&mut self, meta: ObjectMeta, conditions: Conditions) -> NodeResult<ObjectMeta> {
+    async fn store_chunk(&mut self, data: Bytes) -> NodeResult<()> {
+        let Some(fanout) = self.fanout.as_mut() else {
+            return Err(NodeError::Internal(
+                "chunk stored before the upload left the inline path".into(),
+            ));
+        };
+        let index = self.chunk_crcs.len() as u32;
+        let crc = fanout.write(index, data).await?;
+        self.chunk_crcs.push(crc);
+        Ok(())
+    }
+
+    /// Stores the rest, makes it durable on a majority and commits.
+    async fn finish(
+        &mut self,
+        mut meta: ObjectMeta,
+        conditions: Conditions,
+    ) -> NodeResult<ObjectMeta> {
         let rest = self.buffer.split().freeze();
-        let command = if self.proposed == 0 {
-            let meta = ObjectMeta {
-                chunks: u32::from(!rest.is_empty()),
-                ..meta
-            };
-            ObjectCommand::PutSmall {
-                object: self.object.clone(),
-                meta,
+        let command = if self.fanout.is_none() {
+            ObjectCommand::PutInline {
+                object: self.object_id.clone(),
+                meta: ObjectMeta {
+                    layout: Layout::Inline,
+                    ..meta
+                },
                 data: rest,
                 conditions,
             }
         } else {
             if !rest.is_empty() {
-                self.propose_chunk(rest).await?;
+                self.store_chunk(rest).await?;
             }
-            self.settle_all().await?;
+            let count = self.chunk_crcs.len() as u32;
+            if let Some(fanout) = self.fanout.as_mut() {
+                fanout.finish(count).await?;
+            }
+            meta.layout = Layout::Chunked { chunks: count };
             ObjectCommand::Commit {
-                upload: self.id,
-                object: self.object.clone(),
-                meta: ObjectMeta {
-                    chunks: self.proposed,
-                    ..meta
-                },
+                object: self.object_id.clone(),
+                meta,
+                chunk_crcs: std::mem::take(&mut self.chunk_crcs),
                 conditions,
             }
         };
         let outcome = self.group.propose(Command::Object(command)).await;
-        // Whatever the outcome, the state machine has consumed the upload record
-        // (committed, refused or rejected), so the drop guard must not abort.
-        self.done = !matches!(
-            outcome,
-            Err(NodeError::NotLeader { .. }) | Err(NodeError::Unavailable(_))
-        );
+        if let Some(fanout) = self.fanout.as_mut() {
+            // Committed, refused by the state machine (which drops the chunks itself)
+            // or of unknown outcome (the version may be live): never undo from here.
+            fanout.settle();
+        }
         match outcome? {
             RaftResponse::Object(ObjectResponse::Stored(meta)) => Ok(meta),
-            RaftResponse::Object(ObjectResponse::PreconditionFailed(why)) => Err(NodeError::FailedPrecondition { code: "condition-not-met", message: why }),
-            RaftResponse::Object(ObjectResponse::UploadMissing) => Err(NodeError::Aborted("the upload was abandoned before it committed (idle too long?); nothing was stored, retry".into())),
-            other => Err(NodeError::Internal(format!("unexpected commit outcome {other:?}"))),
+            RaftResponse::Object(ObjectResponse::PreconditionFailed(why)) => {
+                Err(NodeError::FailedPrecondition {
+                    code: "condition-not-met",
+                    message: why,
+                })
+            }
+            other => Err(NodeError::Internal(format!(
+                "unexpected commit outcome {other:?}"
+            ))),
         }
-    }
-
-    async fn abort(&mut self) {
-        let _ = self.settle_all().await;
-        if self.proposed > 0 {
-            let _ = self
-                .group
-                .propose(Command::Object(ObjectCommand::Abort { upload: self.id }))
-                .await;
-        }
-        self.done = true;
     }
 }
 
@@ -222,36 +190,37 @@ pub(crate) async fn put(
         .await?;
     let now_ms = api.node.clock.now_ms();
     let mut upload = Upload {
+        api,
         group: target.group,
-        id: api.node.rng.next_u128(),
-        object: target.id.clone(),
-        now_ms,
-        in_flight: FuturesUnordered::new(),
-        proposed: 0,
+        object_id: target.id.clone(),
+        version: api.node.rng.next_u128(),
         buffer: BytesMut::with_capacity(STORAGE_CHUNK_BYTES),
         size: 0,
         crc: crc32fast::Hasher::new(),
-        done: false,
+        fanout: None,
+        chunk_crcs: Vec::new(),
+    };
+    let conditions = Conditions {
+        if_match: header.if_match,
+        if_none_match: header.if_none_match,
     };
     let result = receive_and_commit(
         &mut upload,
         &mut stream,
         header.content_type,
         metadata,
-        Conditions {
-            if_match: header.if_match,
-            if_none_match: header.if_none_match,
-        },
+        conditions,
+        now_ms,
         max,
     )
     .await;
     match result {
         Ok(meta) => Ok(super::convert::object_info(&target.id, &meta)),
         Err(e) => {
-            if !upload.done {
-                upload.abort().await;
+            if let Some(fanout) = upload.fanout.as_mut() {
+                fanout.abandon().await;
             }
-            tracing::info!(object = %format!("{}/{}/{}", target.id.tenant, target.id.container, target.id.key), error = %e, "put failed");
+            tracing::info!(object = %target.id, error = %e, "put failed");
             Err(e)
         }
     }
@@ -263,6 +232,7 @@ async fn receive_and_commit(
     content_type: String,
     metadata: BTreeMap<String, String>,
     conditions: Conditions,
+    now_ms: u64,
     max: u64,
 ) -> NodeResult<ObjectMeta> {
     let trailer =
@@ -302,12 +272,12 @@ async fn receive_and_commit(
     let meta = ObjectMeta {
         size: upload.size,
         crc32: crc,
-        version: upload.id,
-        chunks: 0,
+        version: upload.version,
+        layout: Layout::Inline,
         content_type,
         metadata,
-        created_ms: upload.now_ms,
-        modified_ms: upload.now_ms,
+        created_ms: now_ms,
+        modified_ms: now_ms,
     };
     upload.finish(meta, conditions).await
 }
