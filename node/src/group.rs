@@ -12,6 +12,7 @@ use crate::raft::state_machine::{Application, GroupStateMachine};
 use crate::raft::{
     raft_config, Command, GroupCounters, Raft, RaftTiming, Response, SnapshotTrigger,
 };
+use crate::read_barrier::{Confirmation, ReadBarrier};
 use crate::storage::{BlobRef, EngineRef};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
@@ -31,6 +32,7 @@ pub struct GroupHandle {
     pub raft: Raft,
     /// Log volume since this replica's last snapshot.
     pub counters: Arc<GroupCounters>,
+    reads: Arc<ReadBarrier>,
     me: u64,
     peers: Arc<Peers>,
 }
@@ -40,6 +42,26 @@ pub struct GroupHandle {
 pub struct GroupStorage {
     pub engine: EngineRef,
     pub blobs: BlobRef,
+}
+
+/// One confirmation round: `ensure_linearizable` under a timeout.
+fn read_barrier(raft: Raft, group: u64) -> Arc<ReadBarrier> {
+    ReadBarrier::new(Arc::new(move || {
+        let raft = raft.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(READ_INDEX_TIMEOUT, raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => Confirmation::Confirmed,
+                Ok(Err(RaftError::APIError(_))) => Confirmation::NotLeader,
+                Ok(Err(RaftError::Fatal(e))) => {
+                    Confirmation::Unavailable(format!("group {group} stopped: {e}"))
+                }
+                Err(_) => Confirmation::Unavailable(format!(
+                    "group {group} could not confirm its leader within {}s (quorum lost?)",
+                    READ_INDEX_TIMEOUT.as_secs()
+                )),
+            }
+        })
+    }))
 }
 
 /// A snapshot of one replica's Raft state, for status.
@@ -89,10 +111,12 @@ impl GroupHandle {
                 tracing::debug!(group = spec.id, error = %e, "initialize skipped");
             }
         }
+        let reads = read_barrier(raft.clone(), spec.id);
         Ok(Self {
             spec,
             raft,
             counters,
+            reads,
             me,
             peers,
         })
@@ -147,20 +171,14 @@ impl GroupHandle {
         }
     }
 
-    /// Confirms this replica still leads a quorum, so local reads are linearizable.
+    /// Confirms this replica still leads a quorum and has applied everything
+    /// committed before the call, so local reads are linearizable. Concurrent
+    /// callers share confirmation rounds ([`ReadBarrier`]).
     pub async fn linearizable_barrier(&self) -> NodeResult<()> {
-        match tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(_))) => Err(self.not_leader()),
-            Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Unavailable(format!(
-                "group {} stopped: {e}",
-                self.spec.id
-            ))),
-            Err(_) => Err(NodeError::Unavailable(format!(
-                "group {} could not confirm its leader within {}s (quorum lost?)",
-                self.spec.id,
-                READ_INDEX_TIMEOUT.as_secs()
-            ))),
+        match self.reads.confirm().await {
+            Confirmation::Confirmed => Ok(()),
+            Confirmation::NotLeader => Err(self.not_leader()),
+            Confirmation::Unavailable(why) => Err(NodeError::Unavailable(why)),
         }
     }
 

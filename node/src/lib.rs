@@ -25,6 +25,7 @@ pub mod node;
 pub mod objects;
 pub mod peers;
 pub mod raft;
+pub mod read_barrier;
 pub mod rng;
 pub mod server;
 pub mod storage;

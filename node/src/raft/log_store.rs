@@ -3,8 +3,9 @@
 //! Entries, the vote and the committed id live under the group's prefix (see
 //! [`super::keys`]), each framed with a format version and CRC.
 //!
-//! **Durability:** `append` reports completion to openraft only after
-//! [`crate::storage::Engine::sync`] returned, and `save_vote` syncs before returning.
+//! **Durability:** `append` reports completion to openraft (its callback) only after
+//! a [`crate::storage::Engine::sync`] that started after the write returned, and
+//! `save_vote` syncs before returning.
 //! Nothing is acknowledged to a client before the entry carrying it is durable on a
 //! quorum.
 
@@ -187,12 +188,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put(keys::log(self.group, entry.get_log_id().index), record);
         }
         self.counters.logged(count, bytes);
-        let result = self.write_synced(batch, ErrorSubject::Logs).await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
+        self.engine
+            .apply(batch)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // The entries are readable now; durability is reported through the callback
+        // once a flush that started after this write finishes. Returning early lets
+        // openraft keep batching new entries while the flush runs (group commit): one
+        // fsync then covers every entry appended before it started.
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            match engine.sync().await {
+                Ok(()) => callback.log_io_completed(Ok(())),
+                Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            }
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

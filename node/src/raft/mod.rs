@@ -63,9 +63,10 @@ pub type StorageError = openraft::StorageError<u64>;
 /// A log id.
 pub type LogId = openraft::LogId<u64>;
 
-/// Raft entries per AppendEntries: with 256 KiB chunk entries this keeps one batch
-/// near 4 MiB, well under the peer message limit.
-pub const APPEND_ENTRIES_MAX: u64 = 16;
+/// Raft entries per AppendEntries. Entries are at most an inline object (8 KiB) or
+/// a commit with its chunk CRC list, so a full batch stays far under the peer
+/// message limit while letting one round trip carry many concurrent writes.
+pub const APPEND_ENTRIES_MAX: u64 = 256;
 
 /// Timing for a group. Election timeouts are ten heartbeats and more than ten typical
 /// appends on a loaded two-core machine.
@@ -78,10 +79,14 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
+        // openraft 0.9 gives every AppendEntries (heartbeats too) a timeout of one
+        // heartbeat interval, and a timed-out follower is backed off for 500 ms. On a
+        // shared disk a follower's fsync can take a few hundred ms, so the interval
+        // must cover a slow append; elections wait for several missed heartbeats.
         Self {
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            heartbeat: Duration::from_millis(500),
+            election_min: Duration::from_millis(2500),
+            election_max: Duration::from_millis(4000),
         }
     }
 }
