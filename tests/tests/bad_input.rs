@@ -258,6 +258,59 @@ async fn a_trailer_with_a_wrong_crc_or_size_is_refused_and_nothing_is_stored() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_put_streams_are_refused_and_nothing_is_stored() -> Result<()> {
+    let (_cluster, client, addr) = setup().await?;
+    let header = |key: &str| pb::PutRequest {
+        part: Some(Part::Header(grpc::put_header(TENANT, CONTAINER, key))),
+    };
+    let trailer = |data: &[u8]| pb::PutRequest {
+        part: Some(Part::Trailer(pb::PutTrailer {
+            size: data.len() as u64,
+            crc32: crc32fast::hash(data),
+        })),
+    };
+    let over_limit = random_bytes(stratus_core::limits::CLIENT_CHUNK_BYTES_MAX + 1, 7);
+    let cases: Vec<(&str, Vec<pb::PutRequest>)> = vec![
+        ("empty", vec![]),
+        (
+            "chunk-first",
+            vec![grpc::chunk(b"abc"), header("chunk-first"), trailer(b"abc")],
+        ),
+        (
+            "two-headers",
+            vec![
+                header("two-headers"),
+                header("two-headers"),
+                grpc::chunk(b"abc"),
+                trailer(b"abc"),
+            ],
+        ),
+        (
+            "empty-message",
+            vec![
+                header("empty-message"),
+                pb::PutRequest { part: None },
+                trailer(b""),
+            ],
+        ),
+        (
+            "chunk-over-limit",
+            vec![
+                header("chunk-over-limit"),
+                grpc::chunk(&over_limit),
+                trailer(&over_limit),
+            ],
+        ),
+    ];
+    for (key, msgs) in cases {
+        let r = grpc::put_at_leader(&addr, TENANT, msgs).await?;
+        expect_status(r, Code::InvalidArgument, "invalid-argument").context(key)?;
+        assert_absent(&client, key).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_over_the_maximum_is_refused_with_or_without_a_size_hint() -> Result<()> {
     let (_cluster, client, addr) = setup().await?;
     let too_big = random_bytes(OBJECT_MAX + 1, 4);

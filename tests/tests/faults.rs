@@ -434,3 +434,52 @@ async fn losing_a_whole_region_keeps_the_other_region_serving() -> Result<()> {
     ensure!(back == data);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_cut_off_by_the_leader_dying_is_retried_and_stored_whole() -> Result<()> {
+    use std::sync::atomic::AtomicU64;
+    let mut cluster = Cluster::start(&bins!(), ClusterOptions::default()).await?;
+    let client = cluster.client().await?;
+    let tenant = "midput";
+    cluster
+        .create_tenant(&client, tenant, Redundancy::Lrs, CONTAINER)
+        .await?;
+    let (group, _) = cluster.tenant_group(tenant).await?;
+    let leader = cluster
+        .group_leader(group, None, Duration::from_secs(10))
+        .await?;
+
+    let data = random_bytes(32 * MIB, 77);
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = sent.clone();
+    let opts = PutOptions {
+        progress: Some(Arc::new(move |p: stratus_client::Progress| {
+            progress.store(p.done, Ordering::SeqCst)
+        })),
+        ..PutOptions::default()
+    };
+    let put = {
+        let (client, data) = (client.clone(), data.clone());
+        tokio::spawn(async move { client.put_bytes(tenant, CONTAINER, "big", data, opts).await })
+    };
+    poll(
+        "4 MiB of the upload sent",
+        Duration::from_secs(60),
+        || async {
+            match sent.load(Ordering::SeqCst) {
+                n if n >= 4 * MIB as u64 => Ok(()),
+                n => Err(format!("{n} bytes so far")),
+            }
+        },
+    )
+    .await?;
+    cluster.kill(leader)?;
+    let killed_at_bytes = sent.load(Ordering::SeqCst);
+    let info = put.await?.context("the put after the leader died")?;
+    eprintln!("killed node {leader} after {killed_at_bytes} bytes; the put was stored");
+    ensure!(
+        info.size == data.len() as u64 && info.crc32 == crc32fast::hash(&data),
+        "{info:?}"
+    );
+    check_all(&client, tenant, &[("big".into(), data)]).await
+}

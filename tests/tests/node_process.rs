@@ -176,3 +176,27 @@ async fn a_data_dir_of_another_format_version_is_refused_and_left_unchanged() ->
     ensure!(entries == ["FORMAT"], "the data dir now holds {entries:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_data_dir_of_another_node_is_refused_and_left_unchanged() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let text = write_files(dir.path())?;
+    let fingerprint = stratus_core::topology::Topology::parse(&text)?.fingerprint();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data)?;
+    let marker = format!("stratus-data-format 1\nnode 2\ntopology {fingerprint:016x}\n");
+    std::fs::write(data.join("FORMAT"), &marker)?;
+    let out = run_refused(dir.path()).await?;
+    for needle in ["node 2", "node 1", "untouched"] {
+        ensure!(
+            out.stderr.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+    ensure!(
+        std::fs::read_to_string(data.join("FORMAT"))? == marker,
+        "FORMAT was changed"
+    );
+    Ok(())
+}

@@ -1,11 +1,11 @@
-//! Object round trips through the SDK (LRS and ZRS tenants) and through the
-//! `stratus` CLI binary, on a 5-node one-region cluster.
+//! Object round trips through the SDK on a 5-node one-region cluster: sizes
+//! from 0 B to 64 MiB on LRS and ZRS tenants, ranges, paged listings, deletes,
+//! attributes, unusual keys and overwrites.
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use stratus_client::{Client, Error, GetOptions, PutOptions, Redundancy};
 use stratus_core::limits::STORAGE_CHUNK_BYTES;
-use stratus_tests::cli::Program;
 use stratus_tests::{bins, random_bytes, Cluster, ClusterOptions};
 
 const MIB: usize = 1024 * 1024;
@@ -222,132 +222,111 @@ async fn sdk_round_trips_on_a_zrs_tenant() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_round_trip() -> Result<()> {
-    let cluster = Cluster::start(&bins!(), ClusterOptions::default()).await?;
-    let work = tempfile::tempdir()?;
-    let cli = Program::new(&bins!().cli, work.path());
-    let endpoint = cluster.addr(1)?;
-    let run = |args: &[&str]| {
-        let mut all = vec!["--endpoint", endpoint.as_str()];
-        all.extend_from_slice(args);
-        let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
-        let cli = cli.clone();
-        async move { cli.run(&all).await }
-    };
+async fn attributes_unusual_keys_and_overwrites_round_trip() -> Result<()> {
+    let mut cluster = Cluster::start(&bins!(), ClusterOptions::default()).await?;
+    let client = cluster.client().await?;
+    let tenant = "attrs";
+    cluster
+        .create_tenant(&client, tenant, Redundancy::Lrs, CONTAINER)
+        .await?;
 
-    run(&[
-        "tenant",
-        "create",
-        "clit",
-        "--region",
-        "local",
-        "--redundancy",
-        "lrs",
-    ])
-    .await?
-    .ok()?;
-    run(&["container", "create", "clit/files"]).await?.ok()?;
-
-    let data = random_bytes(MIB + 17, 300);
-    let file = work.path().join("upload.bin");
-    std::fs::write(&file, &data)?;
-    let file_arg = file.to_str().context("utf-8 path")?;
-    let put = run(&[
-        "put",
-        file_arg,
-        "clit/files/dir/upload.bin",
-        "--output",
-        "json",
-    ])
-    .await?;
-    let info = put.ok()?.json()?;
-    ensure!(info["size"] == data.len() as u64, "{info}");
-    ensure!(info["crc32"] == u64::from(crc32fast::hash(&data)), "{info}");
-    ensure!(info["key"] == "dir/upload.bin", "{info}");
-
-    // To a file, and to stdout.
-    let back = work.path().join("back.bin");
-    let back_arg = back.to_str().context("utf-8 path")?;
-    run(&["get", "clit/files/dir/upload.bin", back_arg])
-        .await?
-        .ok()?;
-    ensure!(std::fs::read(&back)? == data, "the downloaded file differs");
-    let out = run(&["get", "clit/files/dir/upload.bin"]).await?;
-    ensure!(out.ok()?.stdout == data, "stdout differs from the upload");
-
-    // From stdin.
-    let text = b"hello from stdin\n";
-    let all: Vec<String> = [
-        "--endpoint",
-        endpoint.as_str(),
-        "put",
-        "-",
-        "clit/files/dir/hello.txt",
-        "--content-type",
-        "text/plain",
-        "--output",
-        "json",
+    let key = "dir/ünïcödé/😀 name with spaces.txt";
+    let metadata: std::collections::BTreeMap<String, String> = [
+        ("owner".to_owned(), "alice".to_owned()),
+        ("_n1".to_owned(), "a value, with = signs".to_owned()),
     ]
-    .map(str::to_owned)
-    .to_vec();
-    let put = cli.run_with_stdin(&all, Some(text)).await?;
-    let info = put.ok()?.json()?;
-    ensure!(info["size"] == text.len() as u64, "{info}");
-
-    let head = run(&["head", "clit/files/dir/hello.txt", "--output", "json"]).await?;
-    let head = head.ok()?.json()?;
-    ensure!(head["size"] == text.len() as u64, "{head}");
-    ensure!(head["content_type"] == "text/plain", "{head}");
-    ensure!(head["crc32"] == u64::from(crc32fast::hash(text)), "{head}");
-    let out = run(&["get", "clit/files/dir/hello.txt"]).await?;
-    ensure!(out.ok()?.stdout == text, "stdin object differs");
-
-    let ls = run(&[
-        "ls",
-        "clit/files/dir/",
-        "--page-size",
-        "1",
-        "--output",
-        "json",
-    ])
-    .await?;
-    let listed = ls.ok()?.json()?;
-    let keys: Vec<&str> = listed
-        .as_array()
-        .context("ls --output json is an array")?
-        .iter()
-        .filter_map(|o| o["key"].as_str())
-        .collect();
-    ensure!(keys == ["dir/hello.txt", "dir/upload.bin"], "{listed}");
-    let ls_text = run(&["ls", "clit/files/dir/"]).await?;
+    .into();
+    let opts = PutOptions {
+        content_type: Some("image/png".into()),
+        metadata: metadata.clone(),
+        ..PutOptions::default()
+    };
+    let v1 = client
+        .put_bytes(tenant, CONTAINER, key, b"first".to_vec(), opts)
+        .await?;
+    let head = client.head(tenant, CONTAINER, key).await?;
     ensure!(
-        ls_text.ok()?.stdout_text().contains("dir/upload.bin"),
-        "{ls_text:?}"
+        head.content_type == "image/png" && head.metadata == metadata,
+        "{head:?}"
+    );
+    ensure!(
+        head.etag == v1.etag && head.version_id == v1.version_id,
+        "{head:?} vs {v1:?}"
+    );
+    let listed = client.list_all(tenant, CONTAINER, "dir/").await?;
+    ensure!(
+        listed.len() == 1 && listed[0].key == key && listed[0].metadata == metadata,
+        "{listed:?}"
     );
 
-    let rm = run(&["rm", "clit/files/dir/upload.bin", "--output", "json"]).await?;
-    let rm = rm.ok()?.json()?;
-    ensure!(rm["deleted"] == "clit/files/dir/upload.bin", "{rm}");
-
-    let gone = work.path().join("gone.bin");
-    let gone_arg = gone.to_str().context("utf-8 path")?;
-    let missing = run(&[
-        "get",
-        "clit/files/dir/upload.bin",
-        gone_arg,
-        "--output",
-        "json",
-    ])
-    .await?;
+    // An overwrite is a new version with new content; its attributes are its own.
+    let v2 = client
+        .put_bytes(
+            tenant,
+            CONTAINER,
+            key,
+            b"second".to_vec(),
+            PutOptions::default(),
+        )
+        .await?;
     ensure!(
-        missing.code == Some(3),
-        "exit code {:?} (3 is not found): {missing:?}",
-        missing.code
+        v2.etag != v1.etag && v2.version_id != v1.version_id,
+        "{v1:?} {v2:?}"
     );
-    let err: serde_json::Value = serde_json::from_str(missing.stderr.trim())
-        .with_context(|| format!("stderr is not JSON: {}", missing.stderr))?;
-    ensure!(err["error"]["kind"] == "not-found", "{err}");
-    ensure!(err["error"]["code"] == "object-not-found", "{err}");
-    ensure!(!gone.exists(), "a failed get left {}", gone.display());
+    let (info, back) = client
+        .get_bytes(tenant, CONTAINER, key, GetOptions::default())
+        .await?;
+    ensure!(
+        back.as_ref() == b"second" && info.etag == v2.etag,
+        "{info:?}"
+    );
+    ensure!(
+        info.metadata.is_empty(),
+        "the overwrite kept old metadata: {info:?}"
+    );
+
+    // The longest key (1024 bytes) works; one byte more is refused.
+    let longest = "k".repeat(1024);
+    client
+        .put_bytes(
+            tenant,
+            CONTAINER,
+            &longest,
+            b"long".to_vec(),
+            PutOptions::default(),
+        )
+        .await?;
+    let (_, back) = client
+        .get_bytes(tenant, CONTAINER, &longest, GetOptions::default())
+        .await?;
+    ensure!(back.as_ref() == b"long");
+    let too_long = "k".repeat(1025);
+    match client
+        .put_bytes(
+            tenant,
+            CONTAINER,
+            &too_long,
+            b"x".to_vec(),
+            PutOptions::default(),
+        )
+        .await
+    {
+        Err(Error::InvalidArgument { message, .. }) => {
+            ensure!(message.contains("1-1024 bytes"), "{message}")
+        }
+        other => anyhow::bail!("1025-byte key: {other:?}"),
+    }
+
+    // A zero-length range of a non-empty object is empty.
+    let zero = GetOptions {
+        range: Some((2, Some(0))),
+        ..GetOptions::default()
+    };
+    let (_, back) = client.get_bytes(tenant, CONTAINER, key, zero).await?;
+    ensure!(
+        back.is_empty(),
+        "zero-length range returned {} bytes",
+        back.len()
+    );
     Ok(())
 }
