@@ -364,10 +364,11 @@ impl Drop for Cluster {
         }
         // Captured by libtest: shown only when the test fails.
         eprintln!("{}", self.log_tails(LOG_TAIL_LINES));
-        if std::env::var_os(KEEP_DIRS_ENV).is_some() {
-            if let Some(dir) = self.dir.take() {
+        match self.dir.take() {
+            Some(dir) if std::env::var_os(KEEP_DIRS_ENV).is_some() => {
                 eprintln!("cluster files kept in {}", dir.keep().display());
             }
+            _ => eprintln!("(set {KEEP_DIRS_ENV}=1 to keep the whole logs and data)"),
         }
     }
 }
