@@ -21,12 +21,14 @@
 //! (one lazily connected gRPC channel per node), `retry` (backoff, deadline, what is
 //! safe to retry), `routing` (placement cache and target selection), `client`
 //! (connect and admin calls), `put` / `get` / `objects` (object operations),
-//! [`profile`] (profile file and endpoint precedence).
+//! [`profile`] (profile file and endpoint precedence), [`cli`] (the `stratus`
+//! command-line program, here so other crates can build it as their own binary).
 //!
 //! **Architecture Invariant:** protobuf types never appear in this crate's public
 //! API; they are converted in `convert` and nowhere else. Only `channels` dials.
 
 mod channels;
+pub mod cli;
 mod client;
 mod convert;
 pub mod error;

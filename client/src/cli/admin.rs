@@ -3,11 +3,11 @@
 use super::output::{format_time_ms, print_table, Out};
 use super::{ContainerCommand, TenantCommand};
 use crate::cli::output::say;
+use crate::{Client, ClusterStatus, GroupStatus, NodeStatus, Placement, TenantInfo};
 use serde::Serialize;
 use std::collections::BTreeSet;
-use stratus_client::{Client, ClusterStatus, GroupStatus, NodeStatus, Placement, TenantInfo};
 
-fn class_name(r: Option<stratus_client::Redundancy>) -> String {
+fn class_name(r: Option<crate::Redundancy>) -> String {
     r.map_or_else(|| "-".to_owned(), |r| r.to_string())
 }
 

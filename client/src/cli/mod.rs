@@ -1,4 +1,7 @@
-//! Command-line definitions (clap derive) and dispatch.
+//! The `stratus` command-line tool: definitions (clap derive), dispatch, and
+//! [`main`], the whole program. It lives in the library so that other crates can
+//! build the same program as their own binary: `client/src/main.rs` (`stratus`) and
+//! the integration tests' `it-stratus` are both one call to [`main`].
 //!
 //! Submodules: [`output`] (text/JSON printing, error reporting, exit codes),
 //! [`paths`] (TENANT/CONTAINER/KEY and range parsing), [`objects`], [`admin`],
@@ -12,12 +15,12 @@ pub mod output;
 pub mod paths;
 pub mod progress;
 
+use crate::{Client, ClientConfig, EndpointSources, Redundancy};
 use clap::{Args, Parser, Subcommand};
 use output::{Out, OutputFormat};
 use paths::{ContainerPath, ListPath, ObjectPath};
 use std::path::PathBuf;
 use std::time::Duration;
-use stratus_client::{Client, ClientConfig, EndpointSources, Redundancy};
 
 const AFTER_HELP: &str = "\
 Connection: --endpoint, else STRATUS_ENDPOINT, else the profile in STRATUS_PROFILE, \
@@ -55,6 +58,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a local multi-region cluster as separate stratus-node processes.
+    #[command(after_help = dev::AFTER_HELP)]
     Dev(dev::DevArgs),
     /// Cluster-wide information.
     Cluster {
@@ -167,7 +171,7 @@ impl Connection {
     /// Resolves endpoints (flag, env, profile) and connects.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         let endpoints =
-            stratus_client::resolve_endpoints(&EndpointSources::from_env(self.endpoints.clone()))?;
+            crate::resolve_endpoints(&EndpointSources::from_env(self.endpoints.clone()))?;
         self.connect_to(endpoints).await
     }
 
@@ -179,6 +183,45 @@ impl Connection {
         };
         Ok(Client::connect_with(endpoints, config).await?)
     }
+}
+
+/// Runs the `stratus` program with the process arguments: parses them, sets up
+/// logging, runs [`run`] and turns its error into a message on stderr and an exit
+/// code ([`output::report_error`]).
+pub fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    init_tracing(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let format = args.output;
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => output::report_error(&e, format),
+    }
+}
+
+/// `RUST_LOG` wins; otherwise `-v` shows this tool's debug logs, `-vv` everything.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,stratus_client=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Runs one parsed command.

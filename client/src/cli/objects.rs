@@ -4,12 +4,12 @@ use super::output::{format_time_ms, human_bytes, Out, UsageError};
 use super::paths::{self, ListPath, ObjectPath};
 use super::progress::transfer_bar;
 use crate::cli::output::say;
+use crate::{Client, Consistency, GetOptions, ObjectInfo, PutOptions, PutSource};
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use stratus_client::{Client, Consistency, GetOptions, ObjectInfo, PutOptions, PutSource};
 
 #[derive(Debug, Args)]
 pub struct PutArgs {

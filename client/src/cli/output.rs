@@ -1,11 +1,11 @@
 //! Printing results (text or JSON on stdout) and errors (stderr, with an exit code
 //! per error class).
 
+use crate::Error;
 use serde::Serialize;
 use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
-use stratus_client::Error;
 
 /// `println!` for command results: a closed stdout (`stratus ls … | head`) ends
 /// the process quietly, as a SIGPIPE would, instead of panicking.

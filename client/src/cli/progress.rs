@@ -1,10 +1,10 @@
 //! Progress bars on stderr for large transfers, only when stderr is a terminal.
 
+use crate::{Progress, ProgressFn};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_client::{Progress, ProgressFn};
 
 /// Transfers at most this large (and of known size) get no bar.
 pub const BAR_THRESHOLD_BYTES: u64 = 8 * 1024 * 1024;

@@ -1,11 +1,11 @@
 //! One load phase: N concurrent tasks sharing one client, each looping PUT or GET
 //! of fixed-size objects until the phase's time is up; latencies in a sorted Vec.
 
+use crate::{Client, GetOptions, PutOptions};
 use bytes::Bytes;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stratus_client::{Client, GetOptions, PutOptions};
 
 /// What a phase does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod report;
 
 use super::output::Out;
 use super::Connection;
+use crate::{Client, Error, Profile, Redundancy};
 use anyhow::Context;
 use clap::Args;
 use load::{Op, PhaseResult, PhaseSpec, Target};
@@ -19,7 +20,6 @@ use rand::Rng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_client::{Client, Error, Profile, Redundancy};
 
 const CONTAINER: &str = "bench";
 const KIB: usize = 1024;
@@ -45,7 +45,7 @@ pub struct BenchArgs {
 async fn connect(args: &BenchArgs, conn: &Connection) -> anyhow::Result<Client> {
     match &args.data {
         Some(dir) if conn.endpoints.is_empty() => {
-            let profile = Profile::load(&dir.join(stratus_client::profile::PROFILE_FILE))?;
+            let profile = Profile::load(&dir.join(crate::profile::PROFILE_FILE))?;
             conn.connect_to(profile.endpoints).await
         }
         _ => conn.connect().await,
@@ -105,7 +105,7 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     });
     // The disk under the cluster's data: the dev data dir when there is one.
     let data_dir = args.data.clone().unwrap_or_else(|| {
-        let dev = PathBuf::from(stratus_client::profile::DEV_DATA_DIR);
+        let dev = PathBuf::from(crate::profile::DEV_DATA_DIR);
         if dev.is_dir() {
             dev
         } else {

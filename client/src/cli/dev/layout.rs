@@ -15,10 +15,10 @@
 //! Small files are replaced atomically (write a temporary file, rename), so a
 //! reader never sees half a value.
 
+use crate::Profile;
 use anyhow::{anyhow, bail, Context};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use stratus_client::Profile;
 use stratus_core::topology::{NodeId, Topology, DEFAULT_TOPOLOGY};
 
 /// What the user asked a node to be.
@@ -88,7 +88,7 @@ impl DevDir {
         self.root.join("topology.toml")
     }
     pub fn profile_path(&self) -> PathBuf {
-        self.root.join(stratus_client::profile::PROFILE_FILE)
+        self.root.join(crate::profile::PROFILE_FILE)
     }
     pub fn pid_path(&self) -> PathBuf {
         self.root.join("supervisor.pid")

@@ -36,7 +36,7 @@ const TICK: Duration = Duration::from_millis(200);
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Data directory of the local cluster.
-    #[arg(long, global = true, default_value = stratus_client::profile::DEV_DATA_DIR, value_name = "DIR")]
+    #[arg(long, global = true, default_value = crate::profile::DEV_DATA_DIR, value_name = "DIR")]
     pub data: PathBuf,
     /// Topology file (default: the one from a previous run, else the embedded default).
     #[arg(long, value_name = "FILE")]
@@ -78,15 +78,41 @@ pub async fn run(args: DevArgs, out: Out) -> anyhow::Result<()> {
     }
 }
 
-/// `stratus-node` next to this executable.
+/// Environment variable naming the `stratus-node` program to run instead of the one
+/// next to this executable (the integration tests run `it-stratus-node` this way).
+pub const NODE_BIN_ENV: &str = "STRATUS_NODE_BIN";
+
+/// Shown after `stratus dev --help`.
+pub const AFTER_HELP: &str = "\
+Environment: STRATUS_NODE_BIN=FILE runs FILE as the node program instead of the \
+stratus-node next to this executable (for example a debug build, or the \
+integration tests' it-stratus-node).";
+
+/// The node program: `$STRATUS_NODE_BIN` if set, else `stratus-node` next to this
+/// executable.
 fn node_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the path of this executable")?;
+    choose_node_binary(std::env::var_os(NODE_BIN_ENV), &exe)
+}
+
+/// [`node_binary`] given the override's value and this executable's path.
+fn choose_node_binary(over: Option<std::ffi::OsString>, exe: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = over.filter(|v| !v.is_empty()) {
+        let bin = super::absolute(Path::new(&bin));
+        if bin.is_file() {
+            return Ok(bin);
+        }
+        bail!(
+            "{NODE_BIN_ENV}={} is not a file: point it at a stratus-node program or unset it",
+            bin.display()
+        );
+    }
     let bin = exe.with_file_name("stratus-node");
     if bin.is_file() {
         Ok(bin)
     } else {
         bail!(
-            "stratus-node not found next to stratus (looked for {}); build both with `cargo build --release`",
+            "stratus-node not found next to stratus (looked for {}); build both with `cargo build --release`, or set {NODE_BIN_ENV}",
             bin.display()
         )
     }
@@ -112,7 +138,10 @@ fn check_no_supervisor(dir: &DevDir) -> anyhow::Result<()> {
 async fn stop_leftover_nodes(dir: &DevDir, topology: &Topology) {
     for id in topology.nodes().keys() {
         if let Some(NodeState::Running(pid)) = dir.state(*id) {
-            if process::is_alive(pid) && process::command_mentions(pid, "stratus-node") {
+            // Matched on the node's config path: whatever the program is called
+            // (STRATUS_NODE_BIN), a recycled pid is not mistaken for our node.
+            let config = dir.node_config(*id);
+            if process::is_alive(pid) && process::command_mentions(pid, &config.to_string_lossy()) {
                 eprintln!("stopping node {id} (pid {pid}) left running by a previous supervisor");
                 process::terminate_pid(pid, process::STOP_GRACE).await;
             }
@@ -259,4 +288,36 @@ fn print_ready(
     tell!("  export STRATUS_PROFILE={}", profile.display());
     tell!("Try: stratus cluster status    |    stratus dev node stop 2    |    Ctrl-C stops the cluster");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_program_is_the_override_else_the_one_next_to_stratus() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let exe = tmp.path().join("stratus");
+        let e = choose_node_binary(None, &exe).expect_err("no stratus-node yet");
+        assert!(e.to_string().contains(NODE_BIN_ENV), "{e}");
+        let beside = tmp.path().join("stratus-node");
+        std::fs::write(&beside, "").expect("write");
+        assert_eq!(choose_node_binary(None, &exe).expect("beside"), beside);
+        assert_eq!(
+            choose_node_binary(Some("".into()), &exe).expect("empty means unset"),
+            beside
+        );
+        let custom = tmp.path().join("it-stratus-node");
+        std::fs::write(&custom, "").expect("write");
+        assert_eq!(
+            choose_node_binary(Some(custom.clone().into()), &exe).expect("override"),
+            custom
+        );
+        let missing = tmp.path().join("missing");
+        let e = choose_node_binary(Some(missing.into()), &exe).expect_err("missing override");
+        assert!(
+            e.to_string().contains("STRATUS_NODE_BIN=") && e.to_string().contains("missing"),
+            "{e}"
+        );
+    }
 }
