@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     endpoints: RwLock<Vec<String>>,
     /// Index in `endpoints` of the node that last answered an admin call.
     preferred: AtomicUsize,
+    /// Where the next eventual read starts among a group's members.
+    rotation: AtomicUsize,
     pub(crate) placements: PlacementCache,
 }
 
@@ -106,6 +108,7 @@ impl Client {
                 config,
                 endpoints: RwLock::new(seeds),
                 preferred: AtomicUsize::new(0),
+                rotation: AtomicUsize::new(0),
                 placements: PlacementCache::default(),
             }),
         })
@@ -168,6 +171,11 @@ impl Client {
 
     pub(crate) fn set_preferred_endpoint(&self, index: usize) {
         self.inner.preferred.store(index, Ordering::Relaxed);
+    }
+
+    /// A different starting member for each eventual read.
+    pub(crate) fn next_rotation(&self) -> usize {
+        self.inner.rotation.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn config(&self) -> &ClientConfig {
@@ -254,7 +262,7 @@ impl Client {
         Ok(t.into())
     }
 
-    /// Deletes a tenant and all its data.
+    /// Deletes a tenant; it must have no containers left.
     pub async fn delete_tenant(&self, name: &str) -> Result<(), Error> {
         names::validate_tenant(name).map_err(|e| Error::invalid(e.to_string()))?;
         let req = pb::DeleteTenantRequest {

@@ -245,31 +245,40 @@ impl Client {
     /// Sends a `GetObject` to the tenant's leader and reads the leading `ObjectInfo`.
     async fn open_get(&self, req: &pb::GetRequest) -> Result<Open, Error> {
         let timeout = self.config().request_timeout;
-        self.routed(Route::Tenant(&req.tenant), "get", |addr, remaining| {
-            let grpc = self.inner.channels.objects(&addr);
-            let req = req.clone();
-            async move {
-                let mut grpc = grpc.map_err(Failure::Fatal)?;
-                let attempt = async {
-                    let status = |s: tonic::Status| Error::from_status(&s, &addr);
-                    let mut stream = grpc.get_object(req).await.map_err(status)?.into_inner();
-                    match stream.message().await.map_err(status)? {
-                        Some(pb::GetResponse {
-                            part: Some(Part::Info(info)),
-                        }) => Ok((info, stream)),
-                        _ => Err(malformed("the first message is not the object info")),
-                    }
-                };
-                let (info, stream) = with_timeout(timeout.min(remaining), &addr, attempt)
-                    .await
-                    .map_err(|e| Failure::classify(e, RetryClass::Read))?;
-                Ok(Open {
-                    info: info.into(),
-                    stream,
-                    addr,
-                })
-            }
-        })
+        let consistency = if req.consistency == consistency_to_pb(crate::Consistency::Eventual) {
+            crate::Consistency::Eventual
+        } else {
+            crate::Consistency::Strong
+        };
+        self.routed(
+            Route::read(&req.tenant, consistency),
+            "get",
+            |addr, remaining| {
+                let grpc = self.inner.channels.objects(&addr);
+                let req = req.clone();
+                async move {
+                    let mut grpc = grpc.map_err(Failure::Fatal)?;
+                    let attempt = async {
+                        let status = |s: tonic::Status| Error::from_status(&s, &addr);
+                        let mut stream = grpc.get_object(req).await.map_err(status)?.into_inner();
+                        match stream.message().await.map_err(status)? {
+                            Some(pb::GetResponse {
+                                part: Some(Part::Info(info)),
+                            }) => Ok((info, stream)),
+                            _ => Err(malformed("the first message is not the object info")),
+                        }
+                    };
+                    let (info, stream) = with_timeout(timeout.min(remaining), &addr, attempt)
+                        .await
+                        .map_err(|e| Failure::classify(e, RetryClass::Read))?;
+                    Ok(Open {
+                        info: info.into(),
+                        stream,
+                        addr,
+                    })
+                }
+            },
+        )
         .await
     }
 

@@ -22,7 +22,7 @@ impl Client {
     /// Runs a unary object call at the tenant's group leader, with retries of class `class`.
     pub(crate) async fn object_unary<T, F, Fut>(
         &self,
-        tenant: &str,
+        route: Route<'_>,
         op: &'static str,
         class: RetryClass,
         call: F,
@@ -32,7 +32,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.config().request_timeout;
-        self.routed(Route::Tenant(tenant), op, |addr, remaining| {
+        self.routed(route, op, |addr, remaining| {
             let fut = self.inner.channels.objects(&addr).map(&call);
             async move {
                 let fut = fut.map_err(Failure::Fatal)?;
@@ -76,10 +76,15 @@ impl Client {
             consistency: consistency_to_pb(consistency),
         };
         let info = self
-            .object_unary(tenant, "head", RetryClass::Read, |mut c| {
-                let req = req.clone();
-                async move { c.head_object(req).await }
-            })
+            .object_unary(
+                Route::read(tenant, consistency),
+                "head",
+                RetryClass::Read,
+                |mut c| {
+                    let req = req.clone();
+                    async move { c.head_object(req).await }
+                },
+            )
             .await?;
         Ok(info.into())
     }
@@ -102,10 +107,15 @@ impl Client {
             if_match: if_match.map(str::to_owned),
         };
         let r = self
-            .object_unary(tenant, "delete", RetryClass::Mutation, |mut c| {
-                let req = req.clone();
-                async move { c.delete_object(req).await }
-            })
+            .object_unary(
+                Route::Tenant(tenant),
+                "delete",
+                RetryClass::Mutation,
+                |mut c| {
+                    let req = req.clone();
+                    async move { c.delete_object(req).await }
+                },
+            )
             .await?;
         Ok(r.version_id)
     }
@@ -136,7 +146,7 @@ impl Client {
             consistency: consistency_to_pb(Consistency::Strong),
         };
         let r = self
-            .object_unary(tenant, "list", RetryClass::Read, |mut c| {
+            .object_unary(Route::Tenant(tenant), "list", RetryClass::Read, |mut c| {
                 let req = req.clone();
                 async move { c.list_objects(req).await }
             })

@@ -70,6 +70,26 @@ pub(crate) enum Route<'a> {
     Any,
     /// The leader of this tenant's replica group.
     Tenant(&'a str),
+    /// Any member of this tenant's replica group (eventual reads): members are
+    /// tried in an order that rotates from call to call, spreading the load.
+    Replica(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// The route of a read with `consistency` on `tenant`.
+    pub(crate) fn read(tenant: &'a str, consistency: crate::Consistency) -> Route<'a> {
+        match consistency {
+            crate::Consistency::Strong => Route::Tenant(tenant),
+            crate::Consistency::Eventual => Route::Replica(tenant),
+        }
+    }
+
+    fn tenant(self) -> Option<&'a str> {
+        match self {
+            Route::Any => None,
+            Route::Tenant(t) | Route::Replica(t) => Some(t),
+        }
+    }
 }
 
 /// The addresses an operation tries, in order, and where it stands.
@@ -100,14 +120,17 @@ impl<'a> Cursor<'a> {
     async fn new(client: &Client, route: Route<'a>) -> Result<Cursor<'a>, Error> {
         let (addrs, index, from_cache) = match route {
             Route::Any => (client.endpoints(), client.preferred_endpoint(), false),
-            Route::Tenant(tenant) => match client.inner.placements.get(tenant) {
-                Some(p) => (placement_addrs(&p), 0, true),
-                None => (
-                    placement_addrs(&client.resolve_boxed(tenant).await?),
-                    0,
-                    false,
-                ),
-            },
+            Route::Tenant(tenant) | Route::Replica(tenant) => {
+                let (addrs, from_cache) = match client.inner.placements.get(tenant) {
+                    Some(p) => (placement_addrs(&p), true),
+                    None => (placement_addrs(&client.resolve_boxed(tenant).await?), false),
+                };
+                let start = match route {
+                    Route::Replica(_) => client.next_rotation(),
+                    _ => 0,
+                };
+                (addrs, start, from_cache)
+            }
         };
         Ok(Cursor {
             route,
@@ -131,22 +154,20 @@ impl<'a> Cursor<'a> {
             Route::Any if self.hint.is_none() => {
                 client.set_preferred_endpoint(self.index % self.addrs.len())
             }
-            Route::Any => {}
+            Route::Any | Route::Replica(_) => {}
             Route::Tenant(tenant) => client.inner.placements.set_leader(tenant, addr),
         }
     }
 
     /// Whether `e`, which is not retryable by itself, says a cached placement is stale.
     fn is_stale_placement(&self, e: &Error) -> bool {
-        matches!(self.route, Route::Tenant(_))
-            && self.from_cache
-            && e.code() == Some(TENANT_NOT_FOUND_CODE)
+        self.route.tenant().is_some() && self.from_cache && e.code() == Some(TENANT_NOT_FOUND_CODE)
     }
 
     /// Resolves the tenant's placement again (after a full round of failures or a
     /// stale-placement answer). Keeps the old addresses if that fails.
     async fn refresh(&mut self, client: &Client) {
-        let Route::Tenant(tenant) = self.route else {
+        let Some(tenant) = self.route.tenant() else {
             self.addrs = client.endpoints();
             return;
         };
@@ -172,7 +193,7 @@ impl<'a> Cursor<'a> {
             ..
         } = e
         {
-            if let Route::Tenant(tenant) = self.route {
+            if let Some(tenant) = self.route.tenant() {
                 client.inner.placements.set_leader(tenant, leader);
             }
             let fresh = previous_hint.as_deref() != Some(leader.as_str());
@@ -183,7 +204,7 @@ impl<'a> Cursor<'a> {
             self.index += 1;
         }
         self.tried += 1;
-        if matches!(self.route, Route::Tenant(_)) && self.tried >= self.addrs.len() {
+        if self.route.tenant().is_some() && self.tried >= self.addrs.len() {
             self.refresh(client).await;
         }
         matches!(e, Error::Transport { .. })

@@ -80,17 +80,18 @@ pub fn main() -> std::process::ExitCode {
 async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let config = NodeConfig::load(&config_path)?;
     let topology = Arc::new(config.load_topology()?);
-    let paths = crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
-    let engine = Arc::new(SledEngine::open(&paths.store, config.cache_bytes)?);
-    let blobs = Arc::new(FsBlobStore::open(&paths.blobs)?);
     let me = topology
         .node(config.node_id)
         .context("node missing from topology")?
         .clone();
     let listen = config.listen.clone().unwrap_or_else(|| me.addr.clone());
     let transport = Arc::new(TcpTransport);
-    // Bind before starting Raft, so a busy port fails fast and clearly.
+    // Bind before touching the data dir or starting Raft, so a busy port fails fast,
+    // clearly, and leaves nothing behind.
     let incoming = transport.listen(&listen).await?;
+    let paths = crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
+    let engine = Arc::new(SledEngine::open(&paths.store, config.cache_bytes)?);
+    let blobs = Arc::new(FsBlobStore::open(&paths.blobs)?);
     let settings = NodeSettings {
         object_bytes_max: config.object_bytes_max,
         ..Default::default()

@@ -49,10 +49,10 @@ struct RawConfig {
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path} is malformed: {message}")]
     Syntax { path: PathBuf, message: String },
@@ -62,24 +62,21 @@ pub enum ConfigError {
         field: &'static str,
         rule: String,
     },
-    #[error("topology file {path}: {source}")]
-    Topology {
-        path: PathBuf,
-        source: TopologyError,
-    },
-    #[error("cannot read topology file {path}: {source}")]
+    #[error("topology file {path}: {error}")]
+    Topology { path: PathBuf, error: TopologyError },
+    #[error("cannot read topology file {path}: {error}")]
     TopologyRead {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 impl NodeConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }
@@ -128,15 +125,15 @@ impl NodeConfig {
 
     /// Loads the topology this config names and checks the node is in it.
     pub fn load_topology(&self) -> Result<Topology, ConfigError> {
-        let text = std::fs::read_to_string(&self.topology_path).map_err(|source| {
+        let text = std::fs::read_to_string(&self.topology_path).map_err(|error| {
             ConfigError::TopologyRead {
                 path: self.topology_path.clone(),
-                source,
+                error,
             }
         })?;
-        let topology = Topology::parse(&text).map_err(|source| ConfigError::Topology {
+        let topology = Topology::parse(&text).map_err(|error| ConfigError::Topology {
             path: self.topology_path.clone(),
-            source,
+            error,
         })?;
         if topology.node(self.node_id).is_none() {
             return Err(ConfigError::Field {

@@ -57,11 +57,18 @@ pub enum NodeError {
     Storage(#[from] crate::storage::StorageError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error another node returned for a forwarded request, passed on unchanged.
+    #[error("{message}")]
+    Forwarded {
+        grpc: Code,
+        code: String,
+        message: String,
+    },
 }
 
 impl NodeError {
     /// The stable error code sent in `stratus-error`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             NodeError::InvalidArgument(_) => "invalid-argument",
             NodeError::TenantNotFound(_) => "tenant-not-found",
@@ -79,6 +86,7 @@ impl NodeError {
             NodeError::Storage(crate::storage::StorageError::Corrupt { .. }) => "data-loss",
             NodeError::Storage(_) => "storage",
             NodeError::Internal(_) => "internal",
+            NodeError::Forwarded { code, .. } => code,
         }
     }
 
@@ -97,6 +105,25 @@ impl NodeError {
             NodeError::Storage(crate::storage::StorageError::Corrupt { .. }) => Code::DataLoss,
             NodeError::Aborted(_) => Code::Aborted,
             NodeError::Storage(_) | NodeError::Internal(_) => Code::Internal,
+            NodeError::Forwarded { grpc, .. } => *grpc,
+        }
+    }
+}
+
+impl NodeError {
+    /// The error a peer returned for a forwarded request, so the client sees the
+    /// same status and stable code as if it had called that peer itself.
+    pub fn from_forwarded(status: &Status) -> NodeError {
+        let code = status
+            .metadata()
+            .get(ERROR_CODE_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("internal")
+            .to_string();
+        NodeError::Forwarded {
+            grpc: status.code(),
+            code,
+            message: status.message().to_string(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod datadir;
 pub mod dataplane;
 pub mod directory;
 pub mod error;
+pub mod forward;
 pub mod group;
 pub mod node;
 pub mod objects;

@@ -9,6 +9,7 @@ use crate::clock::ClockRef;
 use crate::directory::state::DirectoryState;
 use crate::directory::{DirectoryCommand, DirectoryResponse, DirectoryView, TenantRecord};
 use crate::error::{NodeError, NodeResult};
+use crate::forward::{GroupAnswer, GroupQuery};
 use crate::group::{GroupHandle, GroupStorage};
 use crate::objects::reader::ObjectReader;
 use crate::objects::store::ObjectStore;
@@ -40,6 +41,9 @@ pub struct NodeSettings {
     /// Chunk blobs no committed version refers to are removed once idle this long
     /// (an upload in progress writes at least this often).
     pub upload_idle_max: Duration,
+    /// How long a dead version's chunks stay readable, so reads streaming it when
+    /// it was overwritten or deleted finish.
+    pub read_grace: Duration,
     /// How often the orphan sweep runs.
     pub sweep_every: Duration,
 }
@@ -51,7 +55,8 @@ impl Default for NodeSettings {
             timing: RaftTiming::default(),
             snapshot: SnapshotTrigger::default(),
             upload_idle_max: Duration::from_secs(15 * 60),
-            sweep_every: Duration::from_secs(5 * 60),
+            read_grace: Duration::from_secs(10 * 60),
+            sweep_every: Duration::from_secs(60),
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct StratusNode {
     pub clock: ClockRef,
     pub rng: NodeRng,
     pub settings: NodeSettings,
+    /// What the orphan sweep remembers between rounds.
+    pub sweep: crate::dataplane::sweep::SweepMemory,
 }
 
 impl StratusNode {
@@ -157,6 +164,7 @@ impl StratusNode {
             clock,
             rng,
             settings,
+            sweep: Default::default(),
         }))
     }
 
@@ -205,12 +213,9 @@ impl StratusNode {
         let mut tick = tokio::time::interval(self.settings.sweep_every);
         loop {
             tick.tick().await;
-            let idle_before_ms = self
-                .clock
-                .now_ms()
-                .saturating_sub(self.settings.upload_idle_max.as_millis() as u64);
+            let now_ms = self.clock.now_ms();
             for g in self.groups.values().filter(|g| g.id() != DIRECTORY_GROUP) {
-                match crate::dataplane::sweep::sweep_group(&self, g.id(), idle_before_ms) {
+                match crate::dataplane::sweep::sweep_group(&self, g.id(), now_ms) {
                     Ok(0) => {}
                     Ok(swept) => tracing::info!(
                         group = g.id(),
@@ -253,113 +258,20 @@ impl StratusNode {
         ObjectReader::new(self.engine.clone(), self.blobs.clone(), group)
     }
 
-    /// The directory's leader, as far as this node knows.
-    pub fn directory_leader(&self) -> Option<NodeId> {
-        self.directory_group().and_then(|g| g.leader())
-    }
-
-    /// Applies a directory command: locally when this node leads the directory,
-    /// otherwise forwarded to the leader.
+    /// Applies a directory command (at the directory's leader).
     pub async fn directory_write(
         &self,
         command: DirectoryCommand,
     ) -> NodeResult<DirectoryResponse> {
-        if let Some(dir) = self.directory_group().filter(|g| g.is_leader()) {
-            return match dir.propose(Command::Directory(command)).await? {
-                Response::Directory(r) => Ok(r),
-                other => Err(NodeError::Internal(format!(
-                    "unexpected directory response {other:?}"
-                ))),
-            };
+        match self
+            .propose(DIRECTORY_GROUP, Command::Directory(command))
+            .await?
+        {
+            Response::Directory(r) => Ok(r),
+            other => Err(NodeError::Internal(format!(
+                "unexpected directory response {other:?}"
+            ))),
         }
-        let payload = crate::raft::encode(&command);
-        let reply = self
-            .call_directory_leader(
-                |mut client, payload| async move {
-                    client
-                        .directory_write(stratus_proto::v1::DirectoryCommand { payload })
-                        .await
-                },
-                payload,
-            )
-            .await?;
-        decode_reply(&reply)
-    }
-
-    /// Answers a directory query with linearizable freshness (through the leader).
-    pub async fn directory_read(
-        &self,
-        query: crate::server::peer::DirectoryQuery,
-    ) -> NodeResult<crate::server::peer::DirectoryAnswer> {
-        if let Some(dir) = self.directory_group().filter(|g| g.is_leader()) {
-            dir.linearizable_barrier().await?;
-            return Ok(crate::server::peer::answer(&self.directory, query));
-        }
-        let payload = crate::raft::encode(&query);
-        let reply = self
-            .call_directory_leader(
-                |mut client, payload| async move {
-                    client
-                        .directory_read(stratus_proto::v1::DirectoryCommand { payload })
-                        .await
-                },
-                payload,
-            )
-            .await?;
-        decode_reply(&reply)
-    }
-
-    async fn call_directory_leader<F, Fut>(&self, call: F, payload: Vec<u8>) -> NodeResult<Vec<u8>>
-    where
-        F: Fn(
-            stratus_proto::v1::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
-            bytes::Bytes,
-        ) -> Fut,
-        Fut: std::future::Future<
-            Output = Result<
-                tonic::Response<stratus_proto::v1::DirectoryCommandReply>,
-                tonic::Status,
-            >,
-        >,
-    {
-        let payload = bytes::Bytes::from(payload);
-        // The leader may be changing: try the known leader, then each voter, briefly.
-        let mut candidates: Vec<NodeId> = self.directory_leader().into_iter().collect();
-        if let Some(spec) = self.spec(DIRECTORY_GROUP) {
-            candidates.extend(
-                spec.voters
-                    .iter()
-                    .copied()
-                    .filter(|v| Some(*v) != self.directory_leader()),
-            );
-        }
-        let mut last_error = String::from("no directory voter reachable");
-        for _round in 0..3 {
-            for id in &candidates {
-                let Some(client) = self.peers.client(*id) else {
-                    continue;
-                };
-                match tokio::time::timeout(Duration::from_secs(10), call(client, payload.clone()))
-                    .await
-                {
-                    Ok(Ok(reply)) => return Ok(reply.into_inner().payload.to_vec()),
-                    Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                        last_error = status.message().to_string()
-                    }
-                    Ok(Err(status)) => {
-                        return Err(NodeError::Internal(format!(
-                            "directory node {id} failed: {}",
-                            status.message()
-                        )))
-                    }
-                    Err(_) => last_error = format!("directory node {id} timed out"),
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        Err(NodeError::Unavailable(format!(
-            "the directory has no reachable leader ({last_error}); is a majority of its voters up?"
-        )))
     }
 
     /// The tenant's record, from the local copy or, if absent there, the leader.
@@ -368,33 +280,11 @@ impl StratusNode {
             return Ok(t);
         }
         match self
-            .directory_read(crate::server::peer::DirectoryQuery::Tenant(
-                name.to_string(),
-            ))
+            .query(DIRECTORY_GROUP, GroupQuery::Tenant(name.to_string()))
             .await?
         {
-            crate::server::peer::DirectoryAnswer::Tenant(Some(t)) => Ok(t),
+            GroupAnswer::Tenant(Some(t)) => Ok(t),
             _ => Err(NodeError::TenantNotFound(name.to_string())),
-        }
-    }
-
-    /// Fails with `ContainerNotFound` unless the container exists (local copy first).
-    pub async fn require_container(&self, tenant: &str, container: &str) -> NodeResult<()> {
-        if self.directory.container(tenant, container).is_some() {
-            return Ok(());
-        }
-        match self
-            .directory_read(crate::server::peer::DirectoryQuery::Container(
-                tenant.to_string(),
-                container.to_string(),
-            ))
-            .await?
-        {
-            crate::server::peer::DirectoryAnswer::Container(Some(_)) => Ok(()),
-            _ => Err(NodeError::ContainerNotFound {
-                tenant: tenant.to_string(),
-                container: container.to_string(),
-            }),
         }
     }
 
@@ -416,9 +306,4 @@ impl StratusNode {
             }
         }
     }
-}
-
-fn decode_reply<T: for<'de> serde::Deserialize<'de>>(payload: &[u8]) -> NodeResult<T> {
-    crate::raft::decode(payload)
-        .map_err(|e| NodeError::Internal(format!("bad directory reply: {e}")))
 }

@@ -59,7 +59,6 @@ async fn a_deleted_container_does_not_bring_back_its_objects() -> Result<()> {
 /// upload open across the delete commits into the deleted container and its
 /// object reappears in a new container of the same name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: a put open while its container is deleted commits into the deleted container; the object reappears when the container is re-created"]
 async fn a_container_deleted_during_an_upload_does_not_bring_the_upload_back() -> Result<()> {
     use stratus_proto::v1 as pb;
     use stratus_proto::v1::put_request::Part;

@@ -184,7 +184,10 @@ async fn a_data_dir_of_another_node_is_refused_and_left_unchanged() -> Result<()
     let fingerprint = stratus_core::topology::Topology::parse(&text)?.fingerprint();
     let data = dir.path().join("data");
     std::fs::create_dir(&data)?;
-    let marker = format!("stratus-data-format 1\nnode 2\ntopology {fingerprint:016x}\n");
+    let marker = format!(
+        "stratus-data-format {}\nnode 2\ntopology {fingerprint:016x}\n",
+        stratus_node::datadir::FORMAT_VERSION
+    );
     std::fs::write(data.join("FORMAT"), &marker)?;
     let out = run_refused(dir.path()).await?;
     for needle in ["node 2", "node 1", "untouched"] {

@@ -121,7 +121,7 @@ pub enum TenantCommand {
     List,
     /// Show a tenant and where its replica group lives.
     Show { name: String },
-    /// Delete a tenant and all its data.
+    /// Delete a tenant (it must have no containers left).
     Delete { name: String },
 }
 

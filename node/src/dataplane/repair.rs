@@ -73,8 +73,9 @@ pub async fn fetch_chunk(
     )))
 }
 
-/// Reads chunk `index` of a committed version, repairing it from a peer if the
-/// local copy is missing or damaged.
+/// Reads chunk `index` of a version a reader started streaming, repairing it from
+/// a peer if the local copy is missing or damaged. A version that died meanwhile
+/// and whose chunks are already gone is reported as changed, never as data loss.
 pub async fn read_chunk(
     node: &StratusNode,
     reader: &ObjectReader,
@@ -82,14 +83,20 @@ pub async fn read_chunk(
     index: u32,
     expected_crc: u32,
 ) -> NodeResult<Vec<u8>> {
-    match reader.chunks().read(version, index, Some(expected_crc))? {
-        ChunkRead::Intact(data) => Ok(data),
-        ChunkRead::Missing => fetch_chunk(node, reader.group(), version, index, expected_crc).await,
-        ChunkRead::Corrupt(why) => {
-            tracing::error!(group = reader.group(), version = %format!("{version:032x}"), chunk = index, why, "damaged chunk on this replica; repairing from a peer");
-            fetch_chunk(node, reader.group(), version, index, expected_crc).await
-        }
+    let why = match reader.chunks().read(version, index, Some(expected_crc))? {
+        ChunkRead::Intact(data) => return Ok(data),
+        ChunkRead::Missing => None,
+        ChunkRead::Corrupt(why) => Some(why),
+    };
+    if reader.chunk_list(version)?.is_none() {
+        return Err(NodeError::Aborted(format!(
+            "version {version:032x} was replaced or deleted while it was being read; retry"
+        )));
     }
+    if let Some(why) = why {
+        tracing::error!(group = reader.group(), version = %format!("{version:032x}"), chunk = index, why, "damaged chunk on this replica; repairing from a peer");
+    }
+    fetch_chunk(node, reader.group(), version, index, expected_crc).await
 }
 
 /// One round of the repair task for `group`: every marked version is checked chunk

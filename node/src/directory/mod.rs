@@ -1,12 +1,13 @@
-//! The directory: tenants, containers and the placement of tenants on replica groups.
+//! The directory: tenants and their placement on replica groups.
 //!
 //! It is group 0, with voters spread so it survives the loss of a region (or zone)
 //! and every other node as a learner, so each node has a local, eventually
 //! consistent copy for routing. Writes and linearizable reads go to its leader.
 //!
-//! Owns: [`TenantRecord`], [`ContainerRecord`], the commands that change them, their
-//! application ([`state::DirectoryState`]) and the shared in-memory view
-//! ([`DirectoryView`]).
+//! Owns: [`TenantRecord`], the commands that change tenants, their application
+//! ([`state::DirectoryState`]) and the shared in-memory view ([`DirectoryView`]).
+//! Containers are not here: they live with the tenant's objects in its replica
+//! group (see `crate::objects`), so their existence is ordered with object writes.
 
 pub mod state;
 
@@ -41,14 +42,6 @@ impl TenantStatus {
     }
 }
 
-/// A container of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub tenant: String,
-    pub name: String,
-    pub created_ms: u64,
-}
-
 /// A change to the directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DirectoryCommand {
@@ -61,22 +54,12 @@ pub enum DirectoryCommand {
     DeleteTenant {
         name: String,
     },
-    CreateContainer {
-        tenant: String,
-        name: String,
-        now_ms: u64,
-    },
-    DeleteContainer {
-        tenant: String,
-        name: String,
-    },
 }
 
 /// The outcome of a [`DirectoryCommand`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DirectoryResponse {
     Tenant(TenantRecord),
-    Container(ContainerRecord),
     Deleted,
     Rejected(DirectoryRejection),
 }
@@ -88,12 +71,6 @@ pub enum DirectoryRejection {
     TenantExists(String),
     #[error("tenant {0:?} not found")]
     TenantNotFound(String),
-    #[error("container {tenant}/{name} already exists")]
-    ContainerExists { tenant: String, name: String },
-    #[error("container {tenant}/{name} not found")]
-    ContainerNotFound { tenant: String, name: String },
-    #[error("tenant {tenant:?} still has {count} container(s); delete them first")]
-    TenantNotEmpty { tenant: String, count: usize },
     #[error("{0}")]
     Placement(String),
 }
@@ -102,8 +79,6 @@ pub enum DirectoryRejection {
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryData {
     pub tenants: BTreeMap<String, TenantRecord>,
-    /// Keyed by (tenant, container).
-    pub containers: BTreeMap<(String, String), ContainerRecord>,
 }
 
 impl DirectoryData {
@@ -114,17 +89,6 @@ impl DirectoryData {
             *load.entry(t.group).or_default() += 1;
         }
         load
-    }
-
-    /// Containers of one tenant, by name.
-    pub fn containers_of<'a>(
-        &'a self,
-        tenant: &'a str,
-    ) -> impl Iterator<Item = &'a ContainerRecord> + 'a {
-        self.containers
-            .range((tenant.to_string(), String::new())..)
-            .take_while(move |((t, _), _)| t == tenant)
-            .map(|(_, c)| c)
     }
 }
 
@@ -148,13 +112,5 @@ impl DirectoryView {
 
     pub fn tenant(&self, name: &str) -> Option<TenantRecord> {
         self.read(|d| d.tenants.get(name).cloned())
-    }
-
-    pub fn container(&self, tenant: &str, name: &str) -> Option<ContainerRecord> {
-        self.read(|d| {
-            d.containers
-                .get(&(tenant.to_string(), name.to_string()))
-                .cloned()
-        })
     }
 }

@@ -2,8 +2,8 @@
 //! reads; every change is also written to the engine so a restart reloads it.
 
 use super::{
-    ContainerRecord, DirectoryCommand, DirectoryData, DirectoryRejection, DirectoryResponse,
-    DirectoryView, TenantRecord, TenantStatus,
+    DirectoryCommand, DirectoryData, DirectoryRejection, DirectoryResponse, DirectoryView,
+    TenantRecord, TenantStatus,
 };
 use crate::objects::reader::ObjectReader;
 use crate::raft::state_machine::Application;
@@ -25,15 +25,6 @@ pub struct DirectoryState {
 fn tenant_key(name: &str) -> Vec<u8> {
     let mut k = keys::app(DIRECTORY_GROUP);
     k.push(b't');
-    k.extend_from_slice(name.as_bytes());
-    k
-}
-
-fn container_key(tenant: &str, name: &str) -> Vec<u8> {
-    let mut k = keys::app(DIRECTORY_GROUP);
-    k.push(b'k');
-    k.extend_from_slice(tenant.as_bytes());
-    k.push(0);
     k.extend_from_slice(name.as_bytes());
     k
 }
@@ -107,50 +98,10 @@ impl DirectoryState {
                 DirectoryResponse::Tenant(record)
             }
             DirectoryCommand::DeleteTenant { name } => {
-                if !data.tenants.contains_key(&name) {
+                if data.tenants.remove(&name).is_none() {
                     return DirectoryResponse::Rejected(R::TenantNotFound(name));
                 }
-                let count = data.containers_of(&name).count();
-                if count > 0 {
-                    return DirectoryResponse::Rejected(R::TenantNotEmpty {
-                        tenant: name,
-                        count,
-                    });
-                }
                 batch.remove(tenant_key(&name));
-                data.tenants.remove(&name);
-                DirectoryResponse::Deleted
-            }
-            DirectoryCommand::CreateContainer {
-                tenant,
-                name,
-                now_ms,
-            } => {
-                if !data.tenants.contains_key(&tenant) {
-                    return DirectoryResponse::Rejected(R::TenantNotFound(tenant));
-                }
-                let id = (tenant.clone(), name.clone());
-                if data.containers.contains_key(&id) {
-                    return DirectoryResponse::Rejected(R::ContainerExists { tenant, name });
-                }
-                let record = ContainerRecord {
-                    tenant,
-                    name,
-                    created_ms: now_ms,
-                };
-                batch.put(
-                    container_key(&record.tenant, &record.name),
-                    frame::encode(&encode(&record)),
-                );
-                data.containers.insert(id, record.clone());
-                DirectoryResponse::Container(record)
-            }
-            DirectoryCommand::DeleteContainer { tenant, name } => {
-                let id = (tenant.clone(), name.clone());
-                if data.containers.remove(&id).is_none() {
-                    return DirectoryResponse::Rejected(R::ContainerNotFound { tenant, name });
-                }
-                batch.remove(container_key(&tenant, &name));
                 DirectoryResponse::Deleted
             }
         }
@@ -178,13 +129,8 @@ impl Application for DirectoryState {
 
     fn reload(&mut self) -> Result<(), StorageError> {
         let tenants: Vec<TenantRecord> = self.scan_records(b't')?;
-        let containers: Vec<ContainerRecord> = self.scan_records(b'k')?;
         self.view.write(|data| {
             data.tenants = tenants.into_iter().map(|t| (t.name.clone(), t)).collect();
-            data.containers = containers
-                .into_iter()
-                .map(|c| ((c.tenant.clone(), c.name.clone()), c))
-                .collect();
         });
         Ok(())
     }

@@ -16,14 +16,21 @@
 //!
 //! | key | value |
 //! |---|---|
+//! | `a` `n` tenant `\0` container | [`ContainerRecord`] |
 //! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] |
 //! | `a` `i` version (u128 BE) | inline object bytes |
 //! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
 //! | `r` `p` version | a chunked version whose local chunks need repair |
 //!
+//! Containers live here too, with the tenant's objects rather than in the directory:
+//! "the container exists", "the container is empty" and "this object commits" are
+//! then ordered by one log, so a container deleted while an upload is open can never
+//! receive it.
+//!
 //! **Architecture Invariant:** an object becomes visible only through `Commit` or
-//! `PutInline`, and a `Commit` is proposed only after a majority of the group holds
-//! every chunk durably; nothing else makes a version reachable.
+//! `PutInline` into an existing container, and a `Commit` is proposed only after a
+//! majority of the group holds every chunk durably; nothing else makes a version
+//! reachable.
 
 pub mod chunks;
 pub mod reader;
@@ -45,6 +52,14 @@ impl std::fmt::Display for ObjectId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.tenant, self.container, self.key)
     }
+}
+
+/// A container of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub tenant: String,
+    pub name: String,
+    pub created_ms: u64,
 }
 
 /// Where a version's bytes live.
@@ -153,6 +168,14 @@ fn normalize_etag(e: &str) -> &str {
 /// A change to a group's object store, replicated through its log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ObjectCommand {
+    /// Creates an empty container.
+    CreateContainer {
+        tenant: String,
+        name: String,
+        now_ms: u64,
+    },
+    /// Removes a container, only if it holds no object.
+    DeleteContainer { tenant: String, name: String },
     /// Stores a small object whose bytes travel in the entry.
     PutInline {
         object: ObjectId,
@@ -183,6 +206,14 @@ pub enum ObjectResponse {
     },
     NotFound,
     PreconditionFailed(String),
+    Container(ContainerRecord),
+    ContainerDeleted,
+    ContainerExists,
+    ContainerNotFound,
+    /// The container still holds objects (at least this one).
+    ContainerNotEmpty {
+        example: String,
+    },
     /// A command that does not describe a well-formed version (a bug in the proposer).
     Malformed(String),
 }
@@ -192,12 +223,26 @@ pub(crate) mod layout {
     use crate::raft::keys;
 
     pub fn object(group: u64, tenant: &str, container: &str, key: &str) -> Vec<u8> {
-        let mut k = container_prefix(group, tenant, container);
+        let mut k = objects_prefix(group, tenant, container);
         k.extend_from_slice(key.as_bytes());
         k
     }
 
-    pub fn container_prefix(group: u64, tenant: &str, container: &str) -> Vec<u8> {
+    pub fn container(group: u64, tenant: &str, name: &str) -> Vec<u8> {
+        let mut k = containers_prefix(group, tenant);
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+
+    pub fn containers_prefix(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'n');
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k
+    }
+
+    pub fn objects_prefix(group: u64, tenant: &str, container: &str) -> Vec<u8> {
         let mut k = keys::app(group);
         k.push(b'o');
         k.extend_from_slice(tenant.as_bytes());

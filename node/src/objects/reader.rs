@@ -2,7 +2,7 @@
 //! to confirm leadership first).
 
 use super::chunks::ChunkStore;
-use super::{layout, ChunkList, ObjectId, ObjectMeta};
+use super::{layout, ChunkList, ContainerRecord, ObjectId, ObjectMeta};
 use crate::raft::{decode, keys};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError};
 use std::ops::Bound;
@@ -121,7 +121,7 @@ impl ObjectReader {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, ObjectMeta)>, StorageError> {
-        let base = layout::container_prefix(self.group, tenant, container);
+        let base = layout::objects_prefix(self.group, tenant, container);
         let mut scan_prefix = base.clone();
         scan_prefix.extend_from_slice(prefix.as_bytes());
         let end = keys::prefix_end(&scan_prefix).unwrap_or_else(|| keys::app_end(self.group));
@@ -136,6 +136,27 @@ impl ObjectReader {
                 let name = String::from_utf8_lossy(&k[base.len()..]).into_owned();
                 Ok((name, Self::decode_record(&k, &v)?))
             })
+            .collect()
+    }
+
+    /// A container, if it exists.
+    pub fn container(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ContainerRecord>, StorageError> {
+        self.get_record(&layout::container(self.group, tenant, name))
+    }
+
+    /// Every container of `tenant`, by name.
+    pub fn containers(&self, tenant: &str) -> Result<Vec<ContainerRecord>, StorageError> {
+        let prefix = layout::containers_prefix(self.group, tenant);
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
+        let rows = self
+            .engine
+            .scan(Bound::Included(&prefix), Bound::Excluded(&end), usize::MAX)?;
+        rows.iter()
+            .map(|(k, v)| Self::decode_record(k, v))
             .collect()
     }
 

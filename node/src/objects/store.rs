@@ -1,14 +1,18 @@
 //! Applies [`ObjectCommand`]s to a group's object store.
 //!
-//! Metadata, inline bytes and chunk CRC lists change in the entry's engine batch;
-//! removing a dead version's chunk blob is a side effect run after that batch
-//! ([`Application::finish_entry`]). A crash in between leaves an unreferenced blob,
-//! which the orphan sweep removes; never a referenced version without its bytes.
+//! Metadata, inline bytes, chunk CRC lists and containers change in the entry's
+//! engine batch. Chunk blobs are never removed here while they could be read: a
+//! version that dies (overwritten, deleted) loses its CRC list at once, but its blob
+//! stays until the orphan sweep finds it unreferenced for a grace period, so a read
+//! already streaming it finishes. Only the chunks of a version that never became
+//! visible (refused commit) are removed right after the batch
+//! ([`Application::finish_entry`]).
 
 use super::chunks::ChunkStore;
 use super::reader::ObjectReader;
 use super::{
-    layout, ChunkList, Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse,
+    layout, ChunkList, Conditions, ContainerRecord, Layout, ObjectCommand, ObjectId, ObjectMeta,
+    ObjectResponse,
 };
 use crate::raft::state_machine::Application;
 use crate::raft::{encode, Command, LogId, Response};
@@ -19,8 +23,8 @@ use stratus_core::limits::{INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 pub struct ObjectStore {
     reader: ObjectReader,
     chunks: ChunkStore,
-    /// Versions whose chunk blobs go once the current entry's batch is applied.
-    doomed: Vec<u128>,
+    /// Never-visible versions whose chunks go once the current entry's batch is applied.
+    refused: Vec<u128>,
 }
 
 /// Checks that `meta` (and the CRC list of a chunked version) describe a well-formed
@@ -59,7 +63,7 @@ impl ObjectStore {
         Self {
             reader: ObjectReader::new(engine, blobs.clone(), group),
             chunks: ChunkStore::new(blobs, group),
-            doomed: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -67,14 +71,14 @@ impl ObjectStore {
         self.reader.group()
     }
 
-    /// Drops `meta`'s bytes: inline row, or CRC list, repair mark and (after the batch) blob.
+    /// Drops `meta`'s metadata-side bytes: the inline row, or the CRC list and repair
+    /// mark (the blob itself goes with the sweep, after in-flight reads).
     fn drop_version(&mut self, batch: &mut WriteBatch, meta: &ObjectMeta) {
         match meta.layout {
             Layout::Inline => batch.remove(layout::inline(self.group(), meta.version)),
             Layout::Chunked { .. } => {
                 batch.remove(layout::chunk_list(self.group(), meta.version));
                 batch.remove(layout::repair(self.group(), meta.version));
-                self.doomed.push(meta.version);
             }
         }
     }
@@ -98,6 +102,15 @@ impl ObjectStore {
         ObjectResponse::Stored(meta)
     }
 
+    /// Why a write to `object` cannot proceed before looking at the object itself.
+    fn refuse_write(&self, object: &ObjectId) -> Result<Option<ObjectResponse>, StorageError> {
+        Ok(self
+            .reader
+            .container(&object.tenant, &object.container)?
+            .is_none()
+            .then_some(ObjectResponse::ContainerNotFound))
+    }
+
     fn put_inline(
         &mut self,
         batch: &mut WriteBatch,
@@ -108,6 +121,9 @@ impl ObjectStore {
     ) -> Result<ObjectResponse, StorageError> {
         if let Some(why) = check_shape(&meta, None, Some(data.len())) {
             return Ok(ObjectResponse::Malformed(why));
+        }
+        if let Some(refusal) = self.refuse_write(&object)? {
+            return Ok(refusal);
         }
         let current = self.reader.head(&object)?;
         if let Some(why) = conditions.check(current.as_ref()) {
@@ -128,23 +144,30 @@ impl ObjectStore {
         crcs: Vec<u32>,
         conditions: &Conditions,
     ) -> Result<ObjectResponse, StorageError> {
-        if let Some(why) = check_shape(&meta, Some(&crcs), None) {
-            self.doomed.push(meta.version);
-            return Ok(ObjectResponse::Malformed(why));
-        }
         let current = self.reader.head(&object)?;
-        if let Some(why) = conditions.check(current.as_ref()) {
+        let replayed = current.as_ref().map(|c| c.version) == Some(meta.version);
+        let refusal = match check_shape(&meta, Some(&crcs), None) {
+            Some(why) => Some(ObjectResponse::Malformed(why)),
+            None => match self.refuse_write(&object)? {
+                Some(refusal) => Some(refusal),
+                None => conditions
+                    .check(current.as_ref())
+                    .map(ObjectResponse::PreconditionFailed),
+            },
+        };
+        if let Some(refusal) = refusal {
             // The version will never be reachable: its staged chunks go.
-            if current.as_ref().map(|c| c.version) != Some(meta.version) {
-                self.doomed.push(meta.version);
+            if !replayed {
+                self.refused.push(meta.version);
             }
-            return Ok(ObjectResponse::PreconditionFailed(why));
+            return Ok(refusal);
         }
         let version = meta.version;
-        let damaged = self
+        if !self
             .chunks
-            .damaged_frames(version, crcs.len() as u32, Some(&crcs))?;
-        if !damaged.is_empty() {
+            .damaged_frames(version, crcs.len() as u32, Some(&crcs))?
+            .is_empty()
+        {
             // This replica missed chunks (it was down or slow during the upload):
             // the repair task fetches them from the other members.
             batch.put(layout::repair(self.group(), version), frame::encode(&[]));
@@ -183,6 +206,49 @@ impl ObjectStore {
             version: current.version,
         })
     }
+
+    fn create_container(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: String,
+        name: String,
+        now_ms: u64,
+    ) -> Result<ObjectResponse, StorageError> {
+        if self.reader.container(&tenant, &name)?.is_some() {
+            return Ok(ObjectResponse::ContainerExists);
+        }
+        let record = ContainerRecord {
+            tenant,
+            name,
+            created_ms: now_ms,
+        };
+        batch.put(
+            layout::container(self.group(), &record.tenant, &record.name),
+            frame::encode(&encode(&record)),
+        );
+        Ok(ObjectResponse::Container(record))
+    }
+
+    fn delete_container(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: String,
+        name: String,
+    ) -> Result<ObjectResponse, StorageError> {
+        if self.reader.container(&tenant, &name)?.is_none() {
+            return Ok(ObjectResponse::ContainerNotFound);
+        }
+        if let Some((example, _)) = self
+            .reader
+            .list(&tenant, &name, "", None, 1)?
+            .into_iter()
+            .next()
+        {
+            return Ok(ObjectResponse::ContainerNotEmpty { example });
+        }
+        batch.remove(layout::container(self.group(), &tenant, &name));
+        Ok(ObjectResponse::ContainerDeleted)
+    }
 }
 
 impl Application for ObjectStore {
@@ -199,6 +265,14 @@ impl Application for ObjectStore {
             });
         };
         let response = match command {
+            ObjectCommand::CreateContainer {
+                tenant,
+                name,
+                now_ms,
+            } => self.create_container(batch, tenant, name, now_ms)?,
+            ObjectCommand::DeleteContainer { tenant, name } => {
+                self.delete_container(batch, tenant, name)?
+            }
             ObjectCommand::PutInline {
                 object,
                 meta,
@@ -217,7 +291,7 @@ impl Application for ObjectStore {
     }
 
     fn finish_entry(&mut self) -> Result<(), StorageError> {
-        for version in std::mem::take(&mut self.doomed) {
+        for version in std::mem::take(&mut self.refused) {
             self.chunks.remove(version)?;
         }
         Ok(())

@@ -39,6 +39,18 @@ impl Fixture {
         }
     }
 
+    /// A fixture whose tenant has the container `box`.
+    fn with_box() -> Self {
+        let mut f = Self::new();
+        let r = f.apply(ObjectCommand::CreateContainer {
+            tenant: "tenant1".into(),
+            name: "box".into(),
+            now_ms: 5,
+        });
+        assert!(matches!(r, ObjectResponse::Container(_)), "{r:?}");
+        f
+    }
+
     fn apply(&mut self, command: ObjectCommand) -> ObjectResponse {
         self.index += 1;
         let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), self.index);
@@ -122,7 +134,7 @@ fn big(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn commit_makes_a_staged_version_visible_and_overwrite_drops_the_old_bytes() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     let data = big(2 * STORAGE_CHUNK_BYTES + 100, 1);
     let crcs = f.stage(7, &data);
     assert_eq!(
@@ -154,14 +166,21 @@ fn commit_makes_a_staged_version_visible_and_overwrite_drops_the_old_bytes() {
         panic!("{r:?}")
     };
     assert_eq!(m.created_ms, 10, "creation time kept across overwrite");
-    assert!(!f.has_blob(7), "the old version's blob is removed");
-    assert_eq!(f.reader.chunk_list(7).unwrap(), None);
+    assert_eq!(
+        f.reader.chunk_list(7).unwrap(),
+        None,
+        "the old version is unreferenced"
+    );
+    assert!(
+        f.has_blob(7),
+        "its chunks stay for reads in flight; the sweep removes them"
+    );
     assert_eq!(f.reader.inline(8).unwrap().unwrap(), b"x");
 }
 
 #[test]
 fn a_replica_missing_chunks_marks_the_version_for_repair() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     let data = big(3 * STORAGE_CHUNK_BYTES, 2);
     let crcs: Vec<u32> = data
         .chunks(STORAGE_CHUNK_BYTES)
@@ -186,12 +205,12 @@ fn a_replica_missing_chunks_marks_the_version_for_repair() {
         ObjectResponse::Deleted { version: 9 }
     );
     assert_eq!(f.reader.repairs(10).unwrap(), Vec::<u128>::new());
-    assert!(!f.has_blob(9));
+    assert_eq!(f.reader.chunk_list(9).unwrap(), None);
 }
 
 #[test]
 fn malformed_commits_are_refused_the_same_way_everywhere() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     let data = big(STORAGE_CHUNK_BYTES + 1, 3);
     let crcs = f.stage(11, &data);
     let wrong_count = ObjectMeta {
@@ -221,7 +240,7 @@ fn malformed_commits_are_refused_the_same_way_everywhere() {
 
 #[test]
 fn conditions_are_checked_at_apply_time() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     let none_star = Conditions {
         if_none_match: Some("*".into()),
         if_match: None,
@@ -280,7 +299,7 @@ fn conditions_are_checked_at_apply_time() {
 
 #[test]
 fn delete_and_list() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     for (v, k) in [(1u128, "a/1"), (2, "a/2"), (3, "b/1")] {
         f.apply(put_inline(v, k, b"d", Conditions::default()));
     }
@@ -334,7 +353,7 @@ fn delete_and_list() {
 
 #[test]
 fn damaged_chunks_and_inline_bytes_are_detected_on_read() {
-    let mut f = Fixture::new();
+    let mut f = Fixture::with_box();
     f.apply(put_inline(1, "k", b"payload", Conditions::default()));
     assert!(f.engine.flip_byte(&layout::inline(G, 1), 7));
     assert!(matches!(
@@ -355,4 +374,61 @@ fn damaged_chunks_and_inline_bytes_are_detected_on_read() {
         f.chunks.read(2, 0, Some(crcs[0])).unwrap(),
         ChunkRead::Intact(_)
     ));
+}
+
+#[test]
+fn containers_order_with_the_objects_they_hold() {
+    let mut f = Fixture::with_box();
+    let create = |name: &str| ObjectCommand::CreateContainer {
+        tenant: "tenant1".into(),
+        name: name.into(),
+        now_ms: 6,
+    };
+    let delete = |name: &str| ObjectCommand::DeleteContainer {
+        tenant: "tenant1".into(),
+        name: name.into(),
+    };
+    assert_eq!(f.apply(create("box")), ObjectResponse::ContainerExists);
+    f.apply(put_inline(1, "k", b"v", Conditions::default()));
+    assert_eq!(
+        f.apply(delete("box")),
+        ObjectResponse::ContainerNotEmpty {
+            example: "k".into()
+        }
+    );
+    assert_eq!(
+        f.apply(ObjectCommand::Delete {
+            object: id("k"),
+            if_match: None
+        }),
+        ObjectResponse::Deleted { version: 1 }
+    );
+    assert_eq!(f.apply(delete("box")), ObjectResponse::ContainerDeleted);
+    assert_eq!(f.apply(delete("box")), ObjectResponse::ContainerNotFound);
+    // An upload that was open while the container went away cannot land in it.
+    assert_eq!(
+        f.apply(put_inline(2, "late", b"v", Conditions::default())),
+        ObjectResponse::ContainerNotFound
+    );
+    let data = big(STORAGE_CHUNK_BYTES + 1, 6);
+    let crcs = f.stage(3, &data);
+    let r = f.apply(ObjectCommand::Commit {
+        object: id("late"),
+        meta: chunked_meta(3, &data),
+        chunk_crcs: crcs,
+        conditions: Conditions::default(),
+    });
+    assert_eq!(r, ObjectResponse::ContainerNotFound);
+    assert!(!f.has_blob(3), "its staged chunks are dropped");
+    // Re-created, it is empty.
+    assert!(matches!(
+        f.apply(create("box")),
+        ObjectResponse::Container(_)
+    ));
+    assert!(f
+        .reader
+        .list("tenant1", "box", "", None, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(f.reader.containers("tenant1").unwrap().len(), 1);
 }

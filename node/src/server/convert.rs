@@ -1,8 +1,8 @@
 //! Conversions between domain types and the wire (`stratus.v1`), in one place.
 
-use crate::directory::{ContainerRecord, TenantRecord};
+use crate::directory::TenantRecord;
 use crate::error::NodeError;
-use crate::objects::{ObjectId, ObjectMeta};
+use crate::objects::{ContainerRecord, ObjectId, ObjectMeta};
 use stratus_core::Redundancy;
 use stratus_proto::v1 as pb;
 

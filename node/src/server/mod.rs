@@ -9,6 +9,7 @@ pub mod objects;
 pub mod peer;
 mod peer_chunks;
 pub mod put;
+pub mod status;
 
 use crate::node::StratusNode;
 use crate::transport::Incoming;

@@ -54,7 +54,20 @@ impl ObjectApi {
             }
             Access::EventualRead => {}
         }
-        self.node.require_container(tenant, container).await?;
+        let objects = self.node.objects(record.group);
+        let mut exists = objects.container(tenant, container)?.is_some();
+        if !exists && access == Access::Write {
+            // A new leader may not have applied everything committed yet: catch up
+            // before refusing. (The commit checks again; this only fails early.)
+            group.linearizable_barrier().await?;
+            exists = objects.container(tenant, container)?.is_some();
+        }
+        if !exists {
+            return Err(NodeError::ContainerNotFound {
+                tenant: tenant.into(),
+                container: container.into(),
+            });
+        }
         let id = ObjectId {
             tenant: tenant.into(),
             container: container.into(),
@@ -270,6 +283,13 @@ impl ObjectService for ObjectApi {
                 Ok(Response::new(pb::DeleteResponse {
                     version_id: format!("{version:032x}"),
                 }))
+            }
+            RaftResponse::Object(ObjectResponse::ContainerNotFound) => {
+                Err(NodeError::ContainerNotFound {
+                    tenant: r.tenant,
+                    container: r.container,
+                }
+                .into())
             }
             RaftResponse::Object(ObjectResponse::NotFound) => Err(NodeError::ObjectNotFound {
                 tenant: r.tenant,

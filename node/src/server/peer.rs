@@ -1,56 +1,19 @@
 //! The internal node-to-node service: Raft messages for every group, local status,
-//! and directory commands forwarded to the directory leader.
+//! commands and queries forwarded to a group's leader ([`crate::forward`]) and the
+//! chunk data path ([`super::peer_chunks`]).
 
 use super::peer_chunks;
-use crate::directory::{ContainerRecord, DirectoryCommand, DirectoryView, TenantRecord};
-use crate::error::NodeError;
 use crate::node::StratusNode;
 use crate::raft::{decode, encode, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use stratus_proto::v1 as pb;
 use stratus_proto::v1::peer_service_server::PeerService;
 use stratus_proto::v1::{
-    DirectoryCommandReply, GroupReplicaStatus, LocalStatusRequest, LocalStatusResponse, RaftKind,
-    RaftMessage, RaftReply, ReplicaInfo,
+    GroupReplicaStatus, LocalStatusRequest, LocalStatusResponse, RaftKind, RaftMessage, RaftReply,
+    ReplicaInfo,
 };
 use tonic::{Request, Response, Status};
-
-/// A read of the directory answered by its leader.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum DirectoryQuery {
-    Tenant(String),
-    Tenants,
-    Container(String, String),
-    Containers(String),
-}
-
-/// The answer to a [`DirectoryQuery`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum DirectoryAnswer {
-    Tenant(Option<TenantRecord>),
-    Tenants(Vec<TenantRecord>),
-    Container(Option<ContainerRecord>),
-    /// `None` when the tenant does not exist.
-    Containers(Option<Vec<ContainerRecord>>),
-}
-
-/// Answers a query from a directory copy.
-pub fn answer(view: &DirectoryView, query: DirectoryQuery) -> DirectoryAnswer {
-    view.read(|d| match query {
-        DirectoryQuery::Tenant(name) => DirectoryAnswer::Tenant(d.tenants.get(&name).cloned()),
-        DirectoryQuery::Tenants => DirectoryAnswer::Tenants(d.tenants.values().cloned().collect()),
-        DirectoryQuery::Container(t, c) => {
-            DirectoryAnswer::Container(d.containers.get(&(t, c)).cloned())
-        }
-        DirectoryQuery::Containers(t) => DirectoryAnswer::Containers(
-            d.tenants
-                .contains_key(&t)
-                .then(|| d.containers_of(&t).cloned().collect()),
-        ),
-    })
-}
 
 /// The peer service of one node.
 pub struct PeerApi {
@@ -135,47 +98,25 @@ impl PeerService for PeerApi {
         }))
     }
 
-    async fn directory_write(
+    async fn propose(
         &self,
-        request: Request<stratus_proto::v1::DirectoryCommand>,
-    ) -> Result<Response<DirectoryCommandReply>, Status> {
-        let command: DirectoryCommand =
-            decode(&request.into_inner().payload).map_err(bad_payload)?;
-        let Some(dir) = self.node.directory_group().filter(|g| g.is_leader()) else {
-            return Err(NodeError::Unavailable(format!(
-                "node {} does not lead the directory",
-                self.node.id
-            ))
-            .into());
-        };
-        match dir
-            .propose(crate::raft::Command::Directory(command))
-            .await?
-        {
-            crate::raft::Response::Directory(r) => Ok(Response::new(DirectoryCommandReply {
-                payload: encode(&r).into(),
-            })),
-            other => Err(Status::internal(format!(
-                "unexpected directory response {other:?}"
-            ))),
-        }
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardReply>, Status> {
+        let r = request.into_inner();
+        let payload = self.node.serve_propose(r.group_id, &r.payload).await?;
+        Ok(Response::new(pb::ForwardReply {
+            payload: payload.into(),
+        }))
     }
 
-    async fn directory_read(
+    async fn query(
         &self,
-        request: Request<stratus_proto::v1::DirectoryCommand>,
-    ) -> Result<Response<DirectoryCommandReply>, Status> {
-        let query: DirectoryQuery = decode(&request.into_inner().payload).map_err(bad_payload)?;
-        let Some(dir) = self.node.directory_group().filter(|g| g.is_leader()) else {
-            return Err(NodeError::Unavailable(format!(
-                "node {} does not lead the directory",
-                self.node.id
-            ))
-            .into());
-        };
-        dir.linearizable_barrier().await?;
-        Ok(Response::new(DirectoryCommandReply {
-            payload: encode(&answer(&self.node.directory, query)).into(),
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardReply>, Status> {
+        let r = request.into_inner();
+        let payload = self.node.serve_query(r.group_id, &r.payload).await?;
+        Ok(Response::new(pb::ForwardReply {
+            payload: payload.into(),
         }))
     }
 

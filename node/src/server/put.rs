@@ -135,6 +135,12 @@ impl Upload<'_> {
                     message: why,
                 })
             }
+            RaftResponse::Object(ObjectResponse::ContainerNotFound) => {
+                Err(NodeError::ContainerNotFound {
+                    tenant: self.object_id.tenant.clone(),
+                    container: self.object_id.container.clone(),
+                })
+            }
             other => Err(NodeError::Internal(format!(
                 "unexpected commit outcome {other:?}"
             ))),
