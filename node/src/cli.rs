@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Runtime worker threads, at least. sled blocks the calling thread on some writes
+/// (a full IO buffer); with one worker per core a couple of such calls would stall
+/// Raft heartbeats on a two-core machine.
+const RUNTIME_WORKERS_MIN: usize = 6;
+
 #[derive(Parser)]
 #[command(name = "stratus-node", version, about = "Stratus storage node")]
 struct Cli {
@@ -48,6 +53,9 @@ pub fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            RUNTIME_WORKERS_MIN.max(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        )
         .enable_all()
         .build()
     {

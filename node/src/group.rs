@@ -13,6 +13,7 @@ use crate::raft::{
     raft_config, Command, GroupCounters, Raft, RaftTiming, Response, SnapshotTrigger,
 };
 use crate::read_barrier::{Confirmation, ReadBarrier};
+use crate::storage::group_commit::GroupCommit;
 use crate::storage::{BlobRef, EngineRef};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
@@ -42,6 +43,8 @@ pub struct GroupHandle {
 pub struct GroupStorage {
     pub engine: EngineRef,
     pub blobs: BlobRef,
+    /// The node's one flusher of `engine`.
+    pub commit: Arc<GroupCommit>,
 }
 
 /// One confirmation round: `ensure_linearizable` under a timeout.
@@ -89,7 +92,12 @@ impl GroupHandle {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(raft_config(spec.id, timing)?);
         let counters = Arc::new(GroupCounters::default());
-        let log = LogStore::new(storage.engine.clone(), spec.id, counters.clone());
+        let log = LogStore::new(
+            storage.engine.clone(),
+            storage.commit.clone(),
+            spec.id,
+            counters.clone(),
+        );
         let sm = GroupStateMachine::open(
             storage.engine,
             storage.blobs,

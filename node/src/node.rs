@@ -16,6 +16,7 @@ use crate::objects::store::ObjectStore;
 use crate::peers::Peers;
 use crate::raft::{Command, RaftTiming, Response, SnapshotTrigger};
 use crate::rng::NodeRng;
+use crate::storage::group_commit::GroupCommit;
 use crate::storage::{BlobRef, EngineRef};
 use crate::transport::TransportRef;
 use std::collections::BTreeMap;
@@ -115,6 +116,7 @@ impl StratusNode {
         let storage = GroupStorage {
             engine: engine.clone(),
             blobs: blobs.clone(),
+            commit: GroupCommit::new(engine.clone()),
         };
         let mut groups = BTreeMap::new();
         for spec in plan.iter().filter(|g| g.has_member(id)) {

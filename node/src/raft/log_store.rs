@@ -10,6 +10,7 @@
 //! quorum.
 
 use super::{decode, encode, keys, GroupCounters, LogId, StorageError, TypeConfig};
+use crate::storage::group_commit::GroupCommit;
 use crate::storage::{frame, EngineRef, WriteBatch};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -24,14 +25,21 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct LogStore {
     engine: EngineRef,
+    commit: Arc<GroupCommit>,
     group: u64,
     counters: Arc<GroupCounters>,
 }
 
 impl LogStore {
-    pub fn new(engine: EngineRef, group: u64, counters: Arc<GroupCounters>) -> Self {
+    pub fn new(
+        engine: EngineRef,
+        commit: Arc<GroupCommit>,
+        group: u64,
+        counters: Arc<GroupCounters>,
+    ) -> Self {
         Self {
             engine,
+            commit,
             group,
             counters,
         }
@@ -64,7 +72,7 @@ impl LogStore {
         self.engine
             .apply(batch)
             .map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.engine
+        self.commit
             .sync()
             .await
             .map_err(|e| io_err(subject, ErrorVerb::Write, e))
@@ -192,16 +200,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         // The entries are readable now; durability is reported through the callback
-        // once a flush that started after this write finishes. Returning early lets
-        // openraft keep batching new entries while the flush runs (group commit): one
-        // fsync then covers every entry appended before it started.
-        let engine = self.engine.clone();
-        tokio::spawn(async move {
-            match engine.sync().await {
-                Ok(()) => callback.log_io_completed(Ok(())),
-                Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-            }
-        });
+        // by the node's group commit, whose next flush starts after this write.
+        // Returning early lets openraft keep appending while a flush runs, and one
+        // fsync then covers every entry queued meanwhile.
+        self.commit.durable(Box::new(move |result| {
+            callback.log_io_completed(result.map_err(std::io::Error::other));
+        }));
         Ok(())
     }
 

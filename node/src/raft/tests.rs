@@ -21,7 +21,8 @@ fn stores(engine: EngineRef, blobs: BlobRef) -> Result<(LogStore, Sm), StorageEr
     let counters = Arc::new(GroupCounters::default());
     let app = ObjectStore::new(engine.clone(), blobs.clone(), 3);
     let sm = GroupStateMachine::open(engine.clone(), blobs, 3, app, counters.clone())?;
-    Ok((LogStore::new(engine, 3, counters), sm))
+    let commit = crate::storage::group_commit::GroupCommit::new(engine.clone());
+    Ok((LogStore::new(engine, commit, 3, counters), sm))
 }
 
 struct MemBuilder;

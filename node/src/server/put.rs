@@ -39,6 +39,8 @@ struct Upload<'a> {
     /// Set once the object outgrew the inline limit.
     fanout: Option<Fanout>,
     chunk_crcs: Vec<u32>,
+    /// How long the commit entry took to be committed and applied (for tracing).
+    propose_us: u64,
 }
 
 impl Upload<'_> {
@@ -121,7 +123,9 @@ impl Upload<'_> {
                 conditions,
             }
         };
+        let proposed = tokio::time::Instant::now();
         let outcome = self.group.propose(Command::Object(command)).await;
+        self.propose_us = proposed.elapsed().as_micros() as u64;
         if let Some(fanout) = self.fanout.as_mut() {
             // Committed, refused by the state machine (which drops the chunks itself)
             // or of unknown outcome (the version may be live): never undo from here.
@@ -186,6 +190,7 @@ pub(crate) async fn put(
     if let Some(hint) = header.size_hint.filter(|h| *h > max) {
         return Err(too_large(hint, max));
     }
+    let started = tokio::time::Instant::now();
     let target = api
         .target(
             &header.tenant,
@@ -205,6 +210,7 @@ pub(crate) async fn put(
         crc: crc32fast::Hasher::new(),
         fanout: None,
         chunk_crcs: Vec::new(),
+        propose_us: 0,
     };
     let conditions = Conditions {
         if_match: header.if_match,
@@ -221,7 +227,10 @@ pub(crate) async fn put(
     )
     .await;
     match result {
-        Ok(meta) => Ok(super::convert::object_info(&target.id, &meta)),
+        Ok(meta) => {
+            tracing::debug!(object = %target.id, size = meta.size, total_us = started.elapsed().as_micros() as u64, propose_us = upload.propose_us, "put stored");
+            Ok(super::convert::object_info(&target.id, &meta))
+        }
         Err(e) => {
             if let Some(fanout) = upload.fanout.as_mut() {
                 fanout.abandon().await;

@@ -21,6 +21,7 @@ pub mod blob;
 pub mod conformance;
 pub mod frame;
 pub mod fs_blob;
+pub mod group_commit;
 pub mod mem_blob;
 pub mod mem_engine;
 pub mod sled_engine;
