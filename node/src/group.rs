@@ -6,6 +6,7 @@
 
 use crate::error::{NodeError, NodeResult};
 use crate::peers::Peers;
+use crate::proposals::{Outcome, ProposalQueue};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::GroupNetwork;
 use crate::raft::state_machine::{Application, GroupStateMachine};
@@ -15,7 +16,7 @@ use crate::raft::{
 use crate::read_barrier::{Confirmation, ReadBarrier};
 use crate::storage::group_commit::GroupCommit;
 use crate::storage::{BlobRef, EngineRef};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub struct GroupHandle {
     /// Log volume since this replica's last snapshot.
     pub counters: Arc<GroupCounters>,
     reads: Arc<ReadBarrier>,
+    proposals: Arc<ProposalQueue>,
     me: u64,
     peers: Arc<Peers>,
 }
@@ -92,12 +94,13 @@ impl GroupHandle {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(raft_config(spec.id, timing)?);
         let counters = Arc::new(GroupCounters::default());
-        let log = LogStore::new(
+        let log = LogStore::open(
             storage.engine.clone(),
+            storage.blobs.clone(),
             storage.commit.clone(),
             spec.id,
             counters.clone(),
-        );
+        )?;
         let sm = GroupStateMachine::open(
             storage.engine,
             storage.blobs,
@@ -120,11 +123,13 @@ impl GroupHandle {
             }
         }
         let reads = read_barrier(raft.clone(), spec.id);
+        let proposals = ProposalQueue::new(raft.clone(), PROPOSE_TIMEOUT);
         Ok(Self {
             spec,
             raft,
             counters,
             reads,
+            proposals,
             me,
             peers,
         })
@@ -163,15 +168,14 @@ impl GroupHandle {
         }
     }
 
-    /// Proposes `command` and waits until it is committed and applied.
+    /// Proposes `command` (batched with concurrent proposals, see
+    /// [`ProposalQueue`]) and waits until it is committed and applied.
     pub async fn propose(&self, command: Command) -> NodeResult<Response> {
-        let write = self.raft.client_write(command);
-        match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(self.not_leader()),
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(NodeError::Internal(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Unavailable(format!("group {} stopped: {e}", self.spec.id))),
-            Err(_) => Err(NodeError::Unavailable(format!(
+        match self.proposals.propose(command).await {
+            Outcome::Applied(response) => Ok(response),
+            Outcome::NotLeader => Err(self.not_leader()),
+            Outcome::Failed(why) => Err(NodeError::Unavailable(format!("group {}: {why}", self.spec.id))),
+            Outcome::Unknown => Err(NodeError::Unavailable(format!(
                 "group {} did not commit the write within {}s (quorum lost?); its outcome is unknown",
                 self.spec.id,
                 PROPOSE_TIMEOUT.as_secs()

@@ -25,6 +25,7 @@ pub mod group;
 pub mod node;
 pub mod objects;
 pub mod peers;
+pub mod proposals;
 pub mod raft;
 pub mod read_barrier;
 pub mod rng;

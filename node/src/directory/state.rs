@@ -113,6 +113,7 @@ impl Application for DirectoryState {
         &mut self,
         command: Command,
         _log_id: LogId,
+        _view: &EngineRef,
         batch: &mut WriteBatch,
     ) -> Result<Response, StorageError> {
         let Command::Directory(command) = command else {

@@ -28,10 +28,6 @@ impl ObjectReader {
         self.group
     }
 
-    pub(crate) fn engine(&self) -> &EngineRef {
-        &self.engine
-    }
-
     /// The group's stored chunks on this node.
     pub fn chunks(&self) -> &ChunkStore {
         &self.chunks
@@ -146,6 +142,19 @@ impl ObjectReader {
         name: &str,
     ) -> Result<Option<ContainerRecord>, StorageError> {
         self.get_record(&layout::container(self.group, tenant, name))
+    }
+
+    /// Every container of every tenant in this group.
+    pub fn all_containers(&self) -> Result<Vec<ContainerRecord>, StorageError> {
+        let mut prefix = keys::app(self.group);
+        prefix.push(b'n');
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
+        let rows = self
+            .engine
+            .scan(Bound::Included(&prefix), Bound::Excluded(&end), usize::MAX)?;
+        rows.iter()
+            .map(|(k, v)| Self::decode_record(k, v))
+            .collect()
     }
 
     /// Every container of `tenant`, by name.

@@ -17,14 +17,22 @@ use super::{
 use crate::raft::state_machine::Application;
 use crate::raft::{encode, Command, LogId, Response};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError, WriteBatch};
+use std::collections::BTreeSet;
 use stratus_core::limits::{INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 
 /// The object store of one group: the [`Application`] of replica groups.
 pub struct ObjectStore {
+    /// Reads the state as the command being applied sees it (through the state
+    /// machine's overlay while applying, the engine otherwise).
     reader: ObjectReader,
+    engine: EngineRef,
+    blobs: BlobRef,
     chunks: ChunkStore,
     /// Never-visible versions whose chunks go once the current entry's batch is applied.
     refused: Vec<u128>,
+    /// Every (tenant, container) of the group: checked on every write, so kept in
+    /// memory rather than read from the engine each time (rebuilt by `reload`).
+    containers: BTreeSet<(String, String)>,
 }
 
 /// Checks that `meta` (and the CRC list of a chunked version) describe a well-formed
@@ -61,9 +69,12 @@ fn check_shape(
 impl ObjectStore {
     pub fn new(engine: EngineRef, blobs: BlobRef, group: u64) -> Self {
         Self {
-            reader: ObjectReader::new(engine, blobs.clone(), group),
-            chunks: ChunkStore::new(blobs, group),
+            reader: ObjectReader::new(engine.clone(), blobs.clone(), group),
+            engine,
+            chunks: ChunkStore::new(blobs.clone(), group),
+            blobs,
             refused: Vec::new(),
+            containers: BTreeSet::new(),
         }
     }
 
@@ -104,11 +115,8 @@ impl ObjectStore {
 
     /// Why a write to `object` cannot proceed before looking at the object itself.
     fn refuse_write(&self, object: &ObjectId) -> Result<Option<ObjectResponse>, StorageError> {
-        Ok(self
-            .reader
-            .container(&object.tenant, &object.container)?
-            .is_none()
-            .then_some(ObjectResponse::ContainerNotFound))
+        let key = (object.tenant.clone(), object.container.clone());
+        Ok((!self.containers.contains(&key)).then_some(ObjectResponse::ContainerNotFound))
     }
 
     fn put_inline(
@@ -226,6 +234,8 @@ impl ObjectStore {
             layout::container(self.group(), &record.tenant, &record.name),
             frame::encode(&encode(&record)),
         );
+        self.containers
+            .insert((record.tenant.clone(), record.name.clone()));
         Ok(ObjectResponse::Container(record))
     }
 
@@ -247,6 +257,7 @@ impl ObjectStore {
             return Ok(ObjectResponse::ContainerNotEmpty { example });
         }
         batch.remove(layout::container(self.group(), &tenant, &name));
+        self.containers.remove(&(tenant, name));
         Ok(ObjectResponse::ContainerDeleted)
     }
 }
@@ -256,8 +267,10 @@ impl Application for ObjectStore {
         &mut self,
         command: Command,
         _log_id: LogId,
+        view: &EngineRef,
         batch: &mut WriteBatch,
     ) -> Result<Response, StorageError> {
+        self.reader = ObjectReader::new(view.clone(), self.blobs.clone(), self.group());
         let Command::Object(command) = command else {
             return Err(StorageError::Corrupt {
                 key: format!("group {}", self.group()),
@@ -298,7 +311,14 @@ impl Application for ObjectStore {
     }
 
     fn reload(&mut self) -> Result<(), StorageError> {
-        // Nothing is cached in memory: every read goes to the engine.
+        // Only the container index lives in memory; everything else is read from
+        // the engine.
+        let reader = ObjectReader::new(self.engine.clone(), self.blobs.clone(), self.group());
+        self.containers = reader
+            .all_containers()?
+            .into_iter()
+            .map(|c| (c.tenant, c.name))
+            .collect();
         Ok(())
     }
 
@@ -306,6 +326,7 @@ impl Application for ObjectStore {
         // The snapshot replaced the metadata: mark every chunked version whose chunks
         // this replica lacks, so the repair task fetches them.
         let group = self.group();
+        self.reader = ObjectReader::new(self.engine.clone(), self.blobs.clone(), group);
         let mut batch = WriteBatch::new();
         for (version, crcs) in self.reader.chunk_lists()? {
             if !self
@@ -316,6 +337,6 @@ impl Application for ObjectStore {
                 batch.put(layout::repair(group, version), frame::encode(&[]));
             }
         }
-        self.reader.engine().apply(batch)
+        self.engine.apply(batch)
     }
 }

@@ -55,9 +55,10 @@ impl Fixture {
         self.index += 1;
         let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), self.index);
         let mut batch = WriteBatch::new();
+        let view: EngineRef = Arc::new(self.engine.clone());
         let response = self
             .store
-            .apply(Command::Object(command), log_id, &mut batch)
+            .apply(Command::Object(command), log_id, &view, &mut batch)
             .unwrap();
         crate::storage::Engine::apply(&self.engine, batch).unwrap();
         self.store.finish_entry().unwrap();

@@ -1,17 +1,15 @@
-//! openraft log storage over the storage seam.
+//! openraft log storage: entries in append-only segment blobs ([`SegmentLog`]), the
+//! vote, the committed id and the purge marker in the engine (framed, CRC-checked).
 //!
-//! Entries, the vote and the committed id live under the group's prefix (see
-//! [`super::keys`]), each framed with a format version and CRC.
-//!
-//! **Durability:** `append` reports completion to openraft (its callback) only after
-//! a [`crate::storage::Engine::sync`] that started after the write returned, and
-//! `save_vote` syncs before returning.
-//! Nothing is acknowledged to a client before the entry carrying it is durable on a
-//! quorum.
+//! **Durability:** `append` reports completion to openraft (its callback) only
+//! after a blob-store sync that started after the write returned; `save_vote` and
+//! `truncate` sync before returning. Nothing is acknowledged to a client before the
+//! entry carrying it is durable on a quorum.
 
+use super::segments::SegmentLog;
 use super::{decode, encode, keys, GroupCounters, LogId, StorageError, TypeConfig};
 use crate::storage::group_commit::GroupCommit;
-use crate::storage::{frame, EngineRef, WriteBatch};
+use crate::storage::{frame, BlobRef, EngineRef, WriteBatch};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     AnyError, Entry, ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogId, RaftLogReader,
@@ -19,64 +17,18 @@ use openraft::{
 };
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// The log of one group on one node.
+/// The log of one group on one node. Clones share the log (openraft reads it
+/// through a clone).
 #[derive(Clone)]
 pub struct LogStore {
     engine: EngineRef,
+    blobs: BlobRef,
     commit: Arc<GroupCommit>,
     group: u64,
     counters: Arc<GroupCounters>,
-}
-
-impl LogStore {
-    pub fn new(
-        engine: EngineRef,
-        commit: Arc<GroupCommit>,
-        group: u64,
-        counters: Arc<GroupCounters>,
-    ) -> Self {
-        Self {
-            engine,
-            commit,
-            group,
-            counters,
-        }
-    }
-
-    fn read_value<T: for<'de> serde::Deserialize<'de>>(
-        &self,
-        key: &[u8],
-        subject: ErrorSubject<u64>,
-    ) -> Result<Option<T>, StorageError> {
-        let Some(record) = self
-            .engine
-            .get(key)
-            .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?
-        else {
-            return Ok(None);
-        };
-        let payload =
-            frame::decode(key, &record).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?;
-        decode(payload)
-            .map(Some)
-            .map_err(|e| io_err(subject, ErrorVerb::Read, e))
-    }
-
-    async fn write_synced(
-        &self,
-        batch: WriteBatch,
-        subject: ErrorSubject<u64>,
-    ) -> Result<(), StorageError> {
-        self.engine
-            .apply(batch)
-            .map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        self.commit
-            .sync()
-            .await
-            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
-    }
+    log: Arc<Mutex<SegmentLog>>,
 }
 
 /// Wraps any error as an openraft storage error.
@@ -88,10 +40,73 @@ pub fn io_err(
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
-fn decode_entry(key: &[u8], record: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
-    let index = keys::log_index(key).unwrap_or_default();
-    let payload = frame::decode(key, record)
-        .map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+fn logs_err(verb: ErrorVerb) -> impl Fn(crate::storage::StorageError) -> StorageError {
+    move |e| io_err(ErrorSubject::Logs, verb, e)
+}
+
+impl LogStore {
+    /// Opens the group's log, cutting a torn last write.
+    pub fn open(
+        engine: EngineRef,
+        blobs: BlobRef,
+        commit: Arc<GroupCommit>,
+        group: u64,
+        counters: Arc<GroupCounters>,
+    ) -> Result<Self, StorageError> {
+        let purged: Option<LogId> = read_value(&engine, &keys::purged(group), ErrorSubject::Logs)?;
+        let log = SegmentLog::open(blobs.clone(), group, purged.map(|p| p.index))
+            .map_err(logs_err(ErrorVerb::Read))?;
+        Ok(Self {
+            engine,
+            blobs,
+            commit,
+            group,
+            counters,
+            log: Arc::new(Mutex::new(log)),
+        })
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, SegmentLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn put_synced(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value);
+        self.engine
+            .apply(batch)
+            .map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        self.commit
+            .sync()
+            .await
+            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+    }
+}
+
+fn read_value<T: for<'de> serde::Deserialize<'de>>(
+    engine: &EngineRef,
+    key: &[u8],
+    subject: ErrorSubject<u64>,
+) -> Result<Option<T>, StorageError> {
+    let Some(record) = engine
+        .get(key)
+        .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?
+    else {
+        return Ok(None);
+    };
+    let payload =
+        frame::decode(key, &record).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?;
+    decode(payload)
+        .map(Some)
+        .map_err(|e| io_err(subject, ErrorVerb::Read, e))
+}
+
+fn decode_entry(index: u64, payload: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
     decode(payload).map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))
 }
 
@@ -105,24 +120,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let end_key = match range.end_bound() {
-            Bound::Included(i) => keys::log(self.group, i.saturating_add(1)),
-            Bound::Excluded(i) => keys::log(self.group, *i),
-            Bound::Unbounded => keys::log_end(self.group),
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
         };
-        let start_key = keys::log(self.group, start);
-        if start_key >= end_key {
+        if start >= end {
             return Ok(Vec::new());
         }
         let rows = self
-            .engine
-            .scan(
-                Bound::Included(&start_key),
-                Bound::Excluded(&end_key),
-                usize::MAX,
-            )
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        rows.iter().map(|(k, v)| decode_entry(k, v)).collect()
+            .log()
+            .read(start, end)
+            .map_err(logs_err(ErrorVerb::Read))?;
+        rows.iter()
+            .map(|(i, payload)| decode_entry(*i, payload))
+            .collect()
     }
 }
 
@@ -131,13 +143,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> =
-            self.read_value(&keys::purged(self.group), ErrorSubject::Logs)?;
-        let last = self
-            .engine
-            .last_in(&keys::log_start(self.group), &keys::log_end(self.group))
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            read_value(&self.engine, &keys::purged(self.group), ErrorSubject::Logs)?;
+        let last = {
+            let log = self.log();
+            match log.last_index() {
+                Some(i) => log.read(i, i + 1).map_err(logs_err(ErrorVerb::Read))?.pop(),
+                None => None,
+            }
+        };
         let last_log_id = match last {
-            Some((k, v)) => Some(*decode_entry(&k, &v)?.get_log_id()),
+            Some((i, payload)) => Some(*decode_entry(i, &payload)?.get_log_id()),
             None => last_purged,
         };
         Ok(LogState {
@@ -151,13 +166,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::new();
-        batch.put(keys::vote(self.group), frame::encode(&encode(vote)));
-        self.write_synced(batch, ErrorSubject::Vote).await
+        self.put_synced(
+            keys::vote(self.group),
+            frame::encode(&encode(vote)),
+            ErrorSubject::Vote,
+        )
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
-        self.read_value(&keys::vote(self.group), ErrorSubject::Vote)
+        read_value(&self.engine, &keys::vote(self.group), ErrorSubject::Vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -173,9 +191,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self
-            .read_value::<Option<LogId>>(&keys::committed(self.group), ErrorSubject::Store)?
-            .flatten())
+        Ok(read_value::<Option<LogId>>(
+            &self.engine,
+            &keys::committed(self.group),
+            ErrorSubject::Store,
+        )?
+        .flatten())
     }
 
     async fn append<I>(
@@ -187,48 +208,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::new();
-        let (mut count, mut bytes) = (0u64, 0u64);
-        for entry in entries {
-            let record = frame::encode(&encode(&entry));
-            count += 1;
-            bytes += record.len() as u64;
-            batch.put(keys::log(self.group, entry.get_log_id().index), record);
-        }
-        self.counters.logged(count, bytes);
-        self.engine
-            .apply(batch)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let records: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.get_log_id().index, encode(&e)))
+            .collect();
+        let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
+        self.counters.logged(records.len() as u64, bytes as u64);
+        self.log()
+            .append(&records)
+            .map_err(logs_err(ErrorVerb::Write))?;
         // The entries are readable now; durability is reported through the callback
-        // by the node's group commit, whose next flush starts after this write.
-        // Returning early lets openraft keep appending while a flush runs, and one
-        // fsync then covers every entry queued meanwhile.
-        self.commit.durable(Box::new(move |result| {
-            callback.log_io_completed(result.map_err(std::io::Error::other));
-        }));
+        // once a blob-store sync that starts after this write finishes. Returning
+        // early lets openraft keep appending while it runs; the store's syncs are
+        // single-flight, so one fsync covers every append queued meanwhile.
+        let blobs = self.blobs.clone();
+        tokio::spawn(async move {
+            let result = blobs.sync().await.map_err(std::io::Error::other);
+            callback.log_io_completed(result);
+        });
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::new();
-        batch.remove_range(
-            keys::log(self.group, log_id.index),
-            keys::log_end(self.group),
-        );
-        self.write_synced(batch, ErrorSubject::Logs).await
+        self.log()
+            .truncate(log_id.index)
+            .map_err(logs_err(ErrorVerb::Delete))?;
+        self.blobs.sync().await.map_err(logs_err(ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::new();
-        batch.put(keys::purged(self.group), frame::encode(&encode(&log_id)));
-        batch.remove_range(
-            keys::log_start(self.group),
-            keys::log(self.group, log_id.index.saturating_add(1)),
-        );
-        // The purge marker and the removal are one atomic batch; ordering against later
-        // appends is kept by the engine, so no sync is needed here.
-        self.engine
-            .apply(batch)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        // The marker first: after a crash, entries at or below it are ignored even if
+        // their segment was not removed yet.
+        self.put_synced(
+            keys::purged(self.group),
+            frame::encode(&encode(&log_id)),
+            ErrorSubject::Logs,
+        )
+        .await?;
+        self.log()
+            .purge(log_id.index)
+            .map_err(logs_err(ErrorVerb::Delete))
     }
 }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod log_store;
 pub mod network;
 pub mod runtime;
+pub mod segments;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -33,6 +34,9 @@ use std::time::Duration;
 pub enum Command {
     Directory(DirectoryCommand),
     Object(ObjectCommand),
+    /// Several commands proposed together (see `crate::proposals`), applied in
+    /// order and atomically; never nested.
+    Batch(Vec<Command>),
 }
 
 /// What applying a [`Command`] produced.
@@ -42,6 +46,8 @@ pub enum Response {
     None,
     Directory(DirectoryResponse),
     Object(ObjectResponse),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 openraft::declare_raft_types!(
@@ -63,10 +69,10 @@ pub type StorageError = openraft::StorageError<u64>;
 /// A log id.
 pub type LogId = openraft::LogId<u64>;
 
-/// Raft entries per AppendEntries. Entries are at most an inline object (8 KiB) or
-/// a commit with its chunk CRC list, so a full batch stays far under the peer
-/// message limit while letting one round trip carry many concurrent writes.
-pub const APPEND_ENTRIES_MAX: u64 = 256;
+/// Raft entries per AppendEntries. An entry is at most one proposal batch
+/// (`proposals::BATCH_BYTES_MAX`, about 1 MiB), so a full AppendEntries stays
+/// under half the peer message limit.
+pub const APPEND_ENTRIES_MAX: u64 = 32;
 
 /// Timing for a group. Election timeouts are ten heartbeats and more than ten typical
 /// appends on a loaded two-core machine.

@@ -19,7 +19,8 @@ use super::{
     decode, encode, keys, log_store::io_err, Command, GroupCounters, LogId, Response, StorageError,
     TypeConfig,
 };
-use crate::storage::{frame, BlobRef, EngineRef, WriteBatch};
+use crate::storage::overlay::Overlay;
+use crate::storage::{frame, BlobRef, EngineRef, WriteBatch, WriteOp};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
@@ -32,13 +33,15 @@ type Local = crate::storage::StorageError;
 
 /// What a group replicates: the directory or the object store.
 pub trait Application: Send + Sync + 'static {
-    /// Applies one command at `log_id`, adding its writes to `batch`. Reads see the
-    /// state after every earlier entry. Errors returned here are fatal storage errors;
+    /// Applies one command at `log_id`, adding its writes to `batch`. Reads must go
+    /// through `view`, which shows every earlier command's writes (they may not have
+    /// reached the engine yet). Errors returned here are fatal storage errors;
     /// rejections (not found, precondition failed) are part of the `Response`.
     fn apply(
         &mut self,
         command: Command,
         log_id: LogId,
+        view: &EngineRef,
         batch: &mut WriteBatch,
     ) -> Result<Response, Local>;
 
@@ -70,6 +73,10 @@ struct StoredSnapshot {
     spool: String,
 }
 
+/// Bytes of applied writes gathered before they go to the engine (always at an
+/// entry boundary): bounds memory when a replica catches up on a long log.
+const APPLY_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// The state machine of one group on one node.
 pub struct GroupStateMachine<A: Application> {
     engine: EngineRef,
@@ -79,6 +86,18 @@ pub struct GroupStateMachine<A: Application> {
     meta: SmMeta,
     snapshot_seq: u64,
     counters: Arc<GroupCounters>,
+}
+
+fn batch_bytes(batch: &WriteBatch) -> usize {
+    batch
+        .ops
+        .iter()
+        .map(|op| match op {
+            WriteOp::Put { key, value } => key.len() + value.len(),
+            WriteOp::Remove { key } => key.len(),
+            WriteOp::RemoveRange { start, end } => start.len() + end.len(),
+        })
+        .sum()
 }
 
 fn read_framed<T: for<'de> Deserialize<'de>>(
@@ -104,6 +123,32 @@ fn snap_err(verb: ErrorVerb) -> impl Fn(Local) -> StorageError {
 }
 
 impl<A: Application> GroupStateMachine<A> {
+    /// Applies one command through `view`; returns its response and the bytes it wrote.
+    fn apply_one(
+        &mut self,
+        command: Command,
+        log_id: LogId,
+        view: &EngineRef,
+    ) -> Result<(Response, usize), Local> {
+        let mut batch = WriteBatch::new();
+        let response = self.app.apply(command, log_id, view, &mut batch)?;
+        let bytes = batch_bytes(&batch);
+        view.apply(batch)?;
+        Ok((response, bytes))
+    }
+
+    /// Sends the overlay's writes and the current "last applied" marker to the
+    /// engine as one batch, then runs the application's side effects.
+    fn flush_applied(&mut self, overlay: &Overlay) -> Result<(), Local> {
+        let mut batch = overlay.take_batch();
+        batch.put(
+            keys::sm_meta(self.group),
+            frame::encode(&encode(&self.meta)),
+        );
+        self.engine.apply(batch)?;
+        self.app.finish_entry()
+    }
+
     /// Opens the state machine: finishes an interrupted snapshot install, loads the
     /// meta and the application's view, and drops spools nothing refers to.
     pub fn open(
@@ -263,30 +308,49 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Every entry of the call is applied through one overlay and reaches the
+        // engine as one batch with the new "last applied" marker (split only
+        // between entries, when the batch grows past APPLY_BATCH_BYTES).
+        let overlay = Overlay::new(self.engine.clone());
+        let view: EngineRef = overlay.clone();
+        let mut pending_bytes = 0usize;
         let mut responses = Vec::new();
         for entry in entries {
             let log_id = entry.log_id;
             let apply_err = move |e| io_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, e);
-            let mut batch = WriteBatch::new();
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Membership(m) => {
                     self.meta.membership = StoredMembership::new(Some(log_id), m);
                     Response::None
                 }
-                EntryPayload::Normal(command) => self
-                    .app
-                    .apply(command, log_id, &mut batch)
-                    .map_err(apply_err)?,
+                EntryPayload::Normal(Command::Batch(commands)) => {
+                    let mut each = Vec::with_capacity(commands.len());
+                    for command in commands {
+                        let (response, bytes) =
+                            self.apply_one(command, log_id, &view).map_err(apply_err)?;
+                        pending_bytes += bytes;
+                        each.push(response);
+                    }
+                    Response::Batch(each)
+                }
+                EntryPayload::Normal(command) => {
+                    let (response, bytes) =
+                        self.apply_one(command, log_id, &view).map_err(apply_err)?;
+                    pending_bytes += bytes;
+                    response
+                }
             };
             self.meta.last_applied = Some(log_id);
-            batch.put(
-                keys::sm_meta(self.group),
-                frame::encode(&encode(&self.meta)),
-            );
-            self.engine.apply(batch).map_err(apply_err)?;
-            self.app.finish_entry().map_err(apply_err)?;
             responses.push(response);
+            if pending_bytes >= APPLY_BATCH_BYTES {
+                self.flush_applied(&overlay).map_err(apply_err)?;
+                pending_bytes = 0;
+            }
+        }
+        if let Some(last) = self.meta.last_applied {
+            let apply_err = move |e| io_err(ErrorSubject::Apply(last), ErrorVerb::Write, e);
+            self.flush_applied(&overlay).map_err(apply_err)?;
         }
         Ok(responses)
     }

@@ -24,6 +24,7 @@ pub mod fs_blob;
 pub mod group_commit;
 pub mod mem_blob;
 pub mod mem_engine;
+pub mod overlay;
 pub mod sled_engine;
 #[cfg(test)]
 mod tests;
