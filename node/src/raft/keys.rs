@@ -1,9 +1,9 @@
-//! Key layout of one node's engine. Every key of a group starts with
+//! Key layout of one node's engine (log entries live in segment blobs, see
+//! [`super::segments`]). Every key of a group starts with
 //! `b'g' ++ group_id (u64, big-endian)`, then one byte naming the space:
 //!
 //! | space | key after the space byte | value (framed) |
 //! |---|---|---|
-//! | `l` log | index (u64 BE) | postcard `Entry` |
 //! | `v` vote | - | postcard `Vote` |
 //! | `c` committed | - | postcard `LogId` |
 //! | `p` last purged | - | postcard `LogId` |
@@ -25,29 +25,6 @@ fn space(group: u64, space: u8) -> Vec<u8> {
     let mut k = group_prefix(group);
     k.push(space);
     k
-}
-
-/// Key of log entry `index`.
-pub fn log(group: u64, index: u64) -> Vec<u8> {
-    let mut k = space(group, b'l');
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-/// Start of the log space (inclusive).
-pub fn log_start(group: u64) -> Vec<u8> {
-    log(group, 0)
-}
-
-/// End of the log space (exclusive).
-pub fn log_end(group: u64) -> Vec<u8> {
-    space(group, b'l' + 1)
-}
-
-/// Parses the index back out of a log key.
-pub fn log_index(key: &[u8]) -> Option<u64> {
-    let raw: [u8; 8] = key.get(10..18)?.try_into().ok()?;
-    Some(u64::from_be_bytes(raw))
 }
 
 pub fn vote(group: u64) -> Vec<u8> {
@@ -108,13 +85,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_keys_sort_numerically_and_parse_back() {
-        assert!(log(1, 2) < log(1, 10));
-        assert!(log(1, u64::MAX) < log_end(1));
-        assert!(log_start(1) <= log(1, 0));
-        assert_eq!(log_index(&log(7, 12345)), Some(12345));
+    fn spaces_do_not_overlap() {
         assert!(app(1) < app_end(1));
-        assert!(log_end(1) <= vote(1) || vote(1) < log_start(1));
+        assert!(
+            app_end(1) <= local(1),
+            "application and local spaces are disjoint"
+        );
+        assert!(group_prefix(1) < group_prefix(2));
+        assert!(vote(1) > app_end(1) || vote(1) < app(1));
     }
 
     #[test]

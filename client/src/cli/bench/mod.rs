@@ -9,6 +9,7 @@
 pub mod disk;
 pub mod load;
 pub mod report;
+pub mod stream;
 
 use super::output::Out;
 use super::Connection;
@@ -40,10 +41,15 @@ pub struct BenchArgs {
     /// A short run (2 s phases, smaller disk probes) for smoke tests.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these phases (repeatable): put-4k, get-4k, put-1m, get-1m. A get
-    /// phase reads what the put phase of its size wrote, so keep the pair.
-    #[arg(long = "phase", value_name = "NAME", value_parser = ["put-4k", "get-4k", "put-1m", "get-1m"])]
+    /// Run only these phases (repeatable): put-4k, get-4k, put-1m, get-1m, and the
+    /// opt-in stream-4g (PUT and GET of one object of --stream-gib GiB while sampling
+    /// every dev node's resident memory). A get phase reads what the put phase of
+    /// its size wrote, so keep the pair.
+    #[arg(long = "phase", value_name = "NAME", value_parser = ["put-4k", "get-4k", "put-1m", "get-1m", "stream-4g"])]
     pub phases: Vec<String>,
+    /// Size of the stream-4g object, in GiB.
+    #[arg(long, value_name = "GIB", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub stream_gib: u64,
     /// Concurrent tasks in every phase, instead of each phase's default (64 for
     /// 4 KiB, 8 for 1 MiB): to see latency without queueing, or the scaling curve.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -170,10 +176,43 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     };
     let mut written = Vec::new();
     let mut results = Vec::new();
+    let mut streamed = None;
+    let wants_stream = args.phases.iter().any(|p| p == "stream-4g");
     let outcome = async {
         client.create_container(&tenant, CONTAINER).await?;
+        let work = async {
+            let only_stream =
+                !args.phases.is_empty() && args.phases.iter().all(|p| p == "stream-4g");
+            if !only_stream {
+                run_phases(
+                    &client,
+                    &target,
+                    duration,
+                    &selection,
+                    &mut written,
+                    &mut results,
+                    out,
+                )
+                .await;
+            }
+            if wants_stream {
+                if !out.is_json() {
+                    eprintln!(
+                        "running stream-4g ({} GiB up and back, sampling node memory)…",
+                        args.stream_gib
+                    );
+                }
+                let dev = crate::cli::dev::layout::DevDir::new(&data_dir);
+                let dev = dev.load_topology().is_ok().then_some(dev);
+                let (result, key) =
+                    stream::run(&client, &target, args.stream_gib << 30, dev).await?;
+                written.push(key);
+                streamed = Some(result);
+            }
+            anyhow::Ok(())
+        };
         tokio::select! {
-            _ = run_phases(&client, &target, duration, &selection, &mut written, &mut results, out) => Ok(()),
+            r = work => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         }
     }
@@ -181,12 +220,15 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     cleanup(&client, &target, &written, out).await;
     outcome?;
 
+    let mut checks = report::checks(&disk, &results);
+    checks.extend(streamed.as_ref().and_then(report::stream_check));
     let report = report::Report {
-        checks: report::checks(&disk, &results),
+        checks,
         tenant,
         region,
         disk,
         phases: results,
+        stream: streamed,
     };
     if out.is_json() {
         return out.json(&report);

@@ -3,6 +3,7 @@
 
 use super::disk::DiskCeilings;
 use super::load::PhaseResult;
+use super::stream::{StreamResult, RSS_CEILING_BYTES};
 use crate::cli::output::say;
 use serde::Serialize;
 
@@ -49,7 +50,30 @@ pub struct Report {
     pub region: String,
     pub disk: DiskCeilings,
     pub phases: Vec<PhaseResult>,
+    /// The opt-in streaming phase, when it ran.
+    pub stream: Option<StreamResult>,
     pub checks: Vec<Check>,
+}
+
+/// A node streaming the big object stays under the memory ceiling (DESIGN.md §6).
+pub fn stream_check(s: &StreamResult) -> Option<Check> {
+    let (_, peak) = s.peak()?;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let (measured, target) = (mib(peak), mib(RSS_CEILING_BYTES));
+    // Lower is better here, so the ratio is ceiling ÷ peak: at least 1 passes.
+    let c = Check {
+        name: format!(
+            "peak node RSS while streaming {} GiB ≤ 200 MiB (ratio: ceiling ÷ peak)",
+            s.bytes >> 30
+        ),
+        source: "DESIGN",
+        measured,
+        target,
+        unit: "MiB",
+        ratio: target / measured.max(1.0),
+        pass: measured <= target,
+    };
+    Some(c)
 }
 
 fn phase<'a>(phases: &'a [PhaseResult], name: &str) -> Option<&'a PhaseResult> {
@@ -151,6 +175,30 @@ pub fn print_text(r: &Report) {
         );
         if let Some(e) = &p.first_error {
             say!("         first error: {e}");
+        }
+    }
+    if let Some(st) = &r.stream {
+        say!(
+            "stream   {:.1} GiB: PUT {:.1} MB/s, GET {:.1} MB/s",
+            st.bytes as f64 / (1u64 << 30) as f64,
+            st.put_mb_s,
+            st.get_mb_s
+        );
+        match (st.peak(), &st.rss_unavailable) {
+            (Some((node, peak)), _) => {
+                let per_node: Vec<String> = st
+                    .peak_rss_bytes
+                    .iter()
+                    .map(|(n, b)| format!("{n}:{}", b >> 20))
+                    .collect();
+                say!(
+                    "         peak node RSS {} MiB (node {node}); per node MiB {}",
+                    peak >> 20,
+                    per_node.join(" ")
+                );
+            }
+            (None, Some(why)) => say!("         node memory not sampled: {why}"),
+            (None, None) => say!("         node memory not sampled"),
         }
     }
     say!("");
