@@ -2,21 +2,53 @@
 //!
 //! A tonic `Channel` multiplexes every request to one node over one HTTP/2
 //! connection and reconnects by itself, so the pool only has to create each channel
-//! once and hand out cheap clones.
+//! once and hand out cheap clones. TCP by default; a [`Dialer`] replaces it (the
+//! deterministic simulation dials through its simulated network).
 
 use crate::error::Error;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
 use stratus_proto::v1::object_service_client::ObjectServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+/// A byte stream a [`Dialer`] returns.
+pub trait DialedIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> DialedIo for T {}
+
+type DialFn =
+    dyn Fn(String) -> BoxFuture<'static, std::io::Result<Box<dyn DialedIo>>> + Send + Sync;
+
+/// Opens connections to `host:port` addresses in place of TCP.
+#[derive(Clone)]
+pub struct Dialer(Arc<DialFn>);
+
+impl Dialer {
+    /// A dialer from a function of the address.
+    pub fn new(
+        dial: impl Fn(String) -> BoxFuture<'static, std::io::Result<Box<dyn DialedIo>>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Dialer {
+        Dialer(Arc::new(dial))
+    }
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dialer(custom)")
+    }
+}
+
 /// Channels by `host:port`.
 #[derive(Debug)]
 pub(crate) struct Channels {
     connect_timeout: Duration,
+    dialer: Option<Dialer>,
     by_addr: Mutex<HashMap<String, Channel>>,
 }
 
@@ -28,9 +60,10 @@ pub(crate) fn normalize_addr(addr: &str) -> String {
 }
 
 impl Channels {
-    pub(crate) fn new(connect_timeout: Duration) -> Channels {
+    pub(crate) fn new(connect_timeout: Duration, dialer: Option<Dialer>) -> Channels {
         Channels {
             connect_timeout,
+            dialer,
             by_addr: Mutex::new(HashMap::new()),
         }
     }
@@ -51,7 +84,17 @@ impl Channels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
-        let ch = endpoint.connect_lazy();
+        let ch = match &self.dialer {
+            None => endpoint.connect_lazy(),
+            Some(Dialer(dial)) => {
+                let dial = dial.clone();
+                endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+                    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+                    let connecting = dial(authority);
+                    async move { connecting.await.map(hyper_util::rt::TokioIo::new) }
+                }))
+            }
+        };
         map.insert(addr.to_owned(), ch.clone());
         Ok(ch)
     }

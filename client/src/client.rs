@@ -33,6 +33,15 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Longest retry pause.
     pub backoff_max: Duration,
+    /// Opens connections in place of TCP (the simulation's network); `None`: TCP.
+    pub dialer: Option<crate::channels::Dialer>,
+    /// Never send a write again once it may have reached a node: a put whose trailer
+    /// was sent (or a delete whose request was) ends in `Error::OutcomeUnknown`
+    /// instead of being retried. Each write then takes effect at most once, which
+    /// callers that reason about histories (such as the simulation) need; by
+    /// default an unconditional put is retried, since writing the same bytes again
+    /// leaves the same content.
+    pub at_most_once: bool,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +53,8 @@ impl Default for ClientConfig {
             stream_idle_timeout: Duration::from_secs(30),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
+            dialer: None,
+            at_most_once: false,
         }
     }
 }
@@ -104,7 +115,7 @@ impl Client {
         }
         Ok(Client {
             inner: Arc::new(Inner {
-                channels: Channels::new(config.connect_timeout),
+                channels: Channels::new(config.connect_timeout, config.dialer.clone()),
                 config,
                 endpoints: RwLock::new(seeds),
                 preferred: AtomicUsize::new(0),

@@ -42,6 +42,7 @@ mod put;
 mod retry;
 mod routing;
 
+pub use channels::{DialedIo, Dialer};
 pub use client::{Client, ClientConfig};
 pub use error::Error;
 pub use get::{GetOptions, ObjectStream};

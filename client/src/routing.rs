@@ -52,6 +52,23 @@ impl PlacementCache {
         self.write().remove(tenant);
     }
 
+    /// Forgets `addr` as the tenant's leader after it could not be reached, and
+    /// moves it to the back of the members, so the next operation asks another
+    /// member first (which names the new leader) instead of waiting out the same
+    /// timeout again on a crashed or cut-off node.
+    fn forget_unreachable(&self, tenant: &str, addr: &str) {
+        if let Some(p) = self.write().get_mut(tenant) {
+            if p.leader_addr.as_deref() == Some(addr) {
+                p.leader_addr = None;
+                p.leader_id = None;
+            }
+            if let Some(i) = p.members.iter().position(|m| m.addr == addr) {
+                let m = p.members.remove(i);
+                p.members.push(m);
+            }
+        }
+    }
+
     /// Records `addr` as the tenant's leader (from a hint or a successful call).
     fn set_leader(&self, tenant: &str, addr: &str) {
         if let Some(p) = self.write().get_mut(tenant) {
@@ -156,6 +173,17 @@ impl<'a> Cursor<'a> {
             }
             Route::Any | Route::Replica(_) => {}
             Route::Tenant(tenant) => client.inner.placements.set_leader(tenant, addr),
+        }
+    }
+
+    /// Notes that `addr` did not answer, so later operations start elsewhere.
+    fn unreachable(&self, client: &Client, addr: &str, e: &Error) {
+        let cause = match e {
+            Error::OutcomeUnknown { cause, .. } => cause.as_ref(),
+            other => other,
+        };
+        if let (Some(tenant), Error::Transport { .. }) = (self.route.tenant(), cause) {
+            client.inner.placements.forget_unreachable(tenant, addr);
         }
     }
 
@@ -269,8 +297,12 @@ impl Client {
                     cursor.refresh(self).await;
                     e
                 }
-                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Fatal(e)) => {
+                    cursor.unreachable(self, &addr, &e);
+                    return Err(e);
+                }
                 Err(Failure::Retry(e)) => {
+                    cursor.unreachable(self, &addr, &e);
                     let immediate = cursor.advance(self, &e).await;
                     let Some(delay) = attempts.next(immediate) else {
                         tracing::debug!(op, attempts = attempts.count, error = %e, "giving up");
@@ -322,5 +354,19 @@ mod tests {
         let p = cache.get("acme").expect("cached");
         assert_eq!(p.leader_id, Some(3));
         assert_eq!(placement_addrs(&p)[0], "c:3");
+
+        // The leader stops answering: the next operation starts with a member
+        // that may know the new leader, and the silent node is tried last.
+        cache.forget_unreachable("acme", "c:3");
+        let p = cache.get("acme").expect("cached");
+        assert_eq!((p.leader_id, p.leader_addr.as_deref()), (None, None));
+        assert_eq!(placement_addrs(&p), ["a:1", "b:2", "c:3"]);
+        // Another node failing does not disturb a known leader.
+        cache.set_leader("acme", "b:2");
+        cache.forget_unreachable("acme", "a:1");
+        assert_eq!(
+            placement_addrs(&cache.get("acme").expect("cached")),
+            ["b:2", "c:3", "a:1"]
+        );
     }
 }

@@ -14,7 +14,9 @@
 //! fail the condition against our own write, so the caller gets
 //! [`Error::OutcomeUnknown`]. The exception is a `not-leader` rejection, which by
 //! contract means the node did nothing (a node that loses leadership after
-//! proposing a write must answer with another code).
+//! proposing a write must answer with another code). With
+//! [`ClientConfig::at_most_once`](crate::ClientConfig) every put follows the
+//! conditional rule: a write that may have reached a node is never sent again.
 
 use crate::client::Client;
 use crate::error::Error;
@@ -156,6 +158,8 @@ async fn stalled(counter: &AtomicU64, idle: Duration) {
 /// What one put needs besides its source.
 struct PutPlan {
     header: pb::PutHeader,
+    /// Never re-send once the trailer may have arrived (conditional puts, and every
+    /// put of an at-most-once client).
     conditional: bool,
     progress: Option<ProgressFn>,
     what: String,
@@ -177,7 +181,9 @@ impl Client {
         }
         names::validate_metadata(&opts.metadata).map_err(|e| Error::invalid(e.to_string()))?;
         let plan = Arc::new(PutPlan {
-            conditional: opts.if_match.is_some() || opts.if_none_match.is_some(),
+            conditional: opts.if_match.is_some()
+                || opts.if_none_match.is_some()
+                || self.config().at_most_once,
             header: pb::PutHeader {
                 tenant: tenant.to_owned(),
                 container: container.to_owned(),
