@@ -22,6 +22,7 @@ pub mod directory;
 pub mod error;
 pub mod forward;
 pub mod group;
+pub mod inspect;
 pub mod node;
 pub mod objects;
 pub mod peers;

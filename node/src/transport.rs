@@ -116,6 +116,11 @@ impl Transport for TcpTransport {
     }
 }
 
+/// How often an HTTP/2 PING checks a peer connection.
+pub const PEER_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a PING may go unanswered before the connection is dropped.
+pub const PEER_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A tonic channel to `addr` that dials through `transport`, connecting lazily.
 pub fn channel(
     transport: &TransportRef,
@@ -127,7 +132,14 @@ pub fn channel(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap_or_else(|_| tonic::transport::Endpoint::from_static("http://invalid.invalid:1"))
         .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A connection that silently lost traffic (a partition, a NAT timeout) must
+        // be torn down and redialled, or every later RPC on it times out: found by
+        // the simulation (leader-isolation), where an isolated leader never caught
+        // up after its links came back.
+        .http2_keep_alive_interval(PEER_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(PEER_KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
         let transport = transport.clone();
         async move {

@@ -86,13 +86,15 @@ pub struct RaftTiming {
 impl Default for RaftTiming {
     fn default() -> Self {
         // openraft 0.9 gives every AppendEntries (heartbeats too) a timeout of one
-        // heartbeat interval, and a timed-out follower is backed off for 500 ms. On a
-        // shared disk a follower's fsync can take a few hundred ms, so the interval
-        // must cover a slow append; elections wait for several missed heartbeats.
+        // heartbeat interval, and a timed-out follower is backed off for 500 ms, so
+        // the interval must cover a slow append on a shared disk. A follower that
+        // heard from a leader waits the leader lease (= election_max) plus a random
+        // election timeout before it stands: 3.2-4 s here between losing a leader
+        // and electing the next (the simulation measured 8 s with 2.5-4 s timeouts).
         Self {
-            heartbeat: Duration::from_millis(500),
-            election_min: Duration::from_millis(2500),
-            election_max: Duration::from_millis(4000),
+            heartbeat: Duration::from_millis(300),
+            election_min: Duration::from_millis(1200),
+            election_max: Duration::from_millis(2000),
         }
     }
 }
