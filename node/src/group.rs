@@ -51,52 +51,24 @@ pub struct GroupStorage {
     pub commit: Arc<GroupCommit>,
 }
 
-/// One confirmation round: `ensure_linearizable` under a timeout, then waiting
-/// until the state machine applied everything in the leader's log when the round
-/// began.
-///
-/// openraft's read index is `max(committed, the leader's no-op entry)`. A leader
-/// that restarts with its vote restored leads again at once, without a no-op, and
-/// its `committed` may be older than what it had acknowledged, so its read index
-/// can sit below acknowledged writes: found by the simulation (fuzz seed 27: a
-/// whole facility crashed and the first read after the restart returned a value
-/// overwritten seconds before). Every acknowledged write is in the leader's log,
-/// so waiting for its last entry to be applied closes that gap; in steady state it
-/// only waits for writes already in flight.
+/// One confirmation round: `ensure_linearizable` under a timeout. Its read index
+/// is the leader's no-op entry or later, which is sound because a replica never
+/// resumes leadership from its stored vote ([`LogStore::forget_own_leadership`]).
 fn read_barrier(raft: Raft, group: u64) -> Arc<ReadBarrier> {
     ReadBarrier::new(Arc::new(move || {
         let raft = raft.clone();
         Box::pin(async move {
-            let last_log = raft.metrics().borrow().last_log_index;
-            let unavailable = || {
-                Confirmation::Unavailable(format!(
+            match tokio::time::timeout(READ_INDEX_TIMEOUT, raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => Confirmation::Confirmed,
+                Ok(Err(RaftError::APIError(_))) => Confirmation::NotLeader,
+                Ok(Err(RaftError::Fatal(e))) => {
+                    Confirmation::Unavailable(format!("group {group} stopped: {e}"))
+                }
+                Err(_) => Confirmation::Unavailable(format!(
                     "group {group} could not confirm its leader within {}s (quorum lost?)",
                     READ_INDEX_TIMEOUT.as_secs()
-                ))
-            };
-            let round = async {
-                match raft.ensure_linearizable().await {
-                    Ok(_) => {}
-                    Err(RaftError::APIError(_)) => return Confirmation::NotLeader,
-                    Err(RaftError::Fatal(e)) => {
-                        return Confirmation::Unavailable(format!("group {group} stopped: {e}"))
-                    }
-                }
-                match raft
-                    .wait(Some(READ_INDEX_TIMEOUT))
-                    .applied_index_at_least(last_log, "read barrier")
-                    .await
-                {
-                    Ok(_) => Confirmation::Confirmed,
-                    Err(openraft::metrics::WaitError::ShuttingDown) => {
-                        Confirmation::Unavailable(format!("group {group} stopped"))
-                    }
-                    Err(openraft::metrics::WaitError::Timeout(..)) => unavailable(),
-                }
-            };
-            tokio::time::timeout(READ_INDEX_TIMEOUT, round)
-                .await
-                .unwrap_or_else(|_| unavailable())
+                )),
+            }
         })
     }))
 }
@@ -126,13 +98,14 @@ impl GroupHandle {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(raft_config(spec.id, timing)?);
         let counters = Arc::new(GroupCounters::default());
-        let log = LogStore::open(
+        let mut log = LogStore::open(
             storage.engine.clone(),
             storage.blobs.clone(),
             storage.commit.clone(),
             spec.id,
             counters.clone(),
         )?;
+        log.forget_own_leadership(me).await?;
         let sm = GroupStateMachine::open(
             storage.engine,
             storage.blobs,

@@ -63,3 +63,37 @@ fn openraft_suite_on_mem_stores() -> Result<(), StorageError> {
 fn openraft_suite_on_sled_and_files() -> Result<(), StorageError> {
     Suite::test_all(SledBuilder)
 }
+
+/// A restarted replica never resumes leadership from its stored vote: a committed
+/// vote for itself comes back as a plain vote for itself in the same term (so it
+/// must win a new election), while a vote for another leader is left alone.
+#[tokio::test]
+async fn a_restarted_leader_forgets_its_leadership() -> Result<(), StorageError> {
+    use openraft::storage::RaftLogStorage;
+    use openraft::Vote;
+    let (mut log, _sm) = stores(
+        Arc::new(MemEngine::new()),
+        Arc::new(MemBlobStore::new(Arc::new(TokioClock::starting_at(0)))),
+    )?;
+
+    log.save_vote(&Vote::new_committed(7, 2)).await?;
+    log.forget_own_leadership(1).await?;
+    assert_eq!(
+        log.read_vote().await?,
+        Some(Vote::new_committed(7, 2)),
+        "another node's leadership is kept"
+    );
+
+    log.forget_own_leadership(2).await?;
+    let vote = log.read_vote().await?.expect("a vote");
+    assert!(!vote.is_committed(), "{vote}");
+    assert_eq!(
+        (vote.leader_id().get_term(), vote.leader_id().voted_for()),
+        (7, Some(2))
+    );
+
+    // Idempotent, and an uncommitted vote is left as it is.
+    log.forget_own_leadership(2).await?;
+    assert_eq!(log.read_vote().await?, Some(vote));
+    Ok(())
+}
