@@ -145,9 +145,10 @@ fn the_durability_matrix_matches_every_promise() {
     assert!(cell("LRS", "leader isolated").recovered_during_fault);
 }
 
-/// Fuzz seed 27 found a restarted leader serving a read from before acknowledged
-/// writes (openraft restores a leader without a no-op entry); the read barrier now
-/// waits for the leader's whole log to be applied.
+/// Fuzz seed 27 (with the client of that time) found a restarted leader serving a
+/// read from before acknowledged writes: openraft restored it as leader with a log
+/// shorter than what a quorum had acknowledged. A restarted replica now campaigns
+/// in a new term instead (`LogStore::forget_own_leadership`).
 #[test]
 fn regression_seed_27_no_stale_read_after_a_facility_restart() {
     let r = fuzz(27);
