@@ -22,6 +22,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compose;
 pub mod deploy;
 pub mod grpc;
 pub mod layout;
