@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
@@ -35,6 +35,30 @@ impl Dialer {
             + 'static,
     ) -> Dialer {
         Dialer(Arc::new(dial))
+    }
+}
+
+impl Dialer {
+    /// TCP, but an address listed in `address_map` is dialled at its mapped address
+    /// instead (`advertised host:port` → `reachable host:port`). For clusters whose
+    /// nodes advertise addresses the client cannot reach itself, such as containers
+    /// that know each other by service name while the host reaches them through
+    /// published ports. Addresses not in the map are dialled as they are.
+    pub fn tcp_with_address_map(address_map: BTreeMap<String, String>) -> Dialer {
+        let map: Arc<BTreeMap<String, String>> = Arc::new(
+            address_map
+                .into_iter()
+                .map(|(from, to)| (normalize_addr(&from), normalize_addr(&to)))
+                .collect(),
+        );
+        Dialer::new(move |addr: String| {
+            let target = map.get(&addr).cloned().unwrap_or(addr);
+            Box::pin(async move {
+                let stream = tokio::net::TcpStream::connect(&target).await?;
+                stream.set_nodelay(true)?;
+                Ok(Box::new(stream) as Box<dyn DialedIo>)
+            })
+        })
     }
 }
 
@@ -114,6 +138,30 @@ impl Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_address_map_redirects_only_listed_addresses() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let real = listener.local_addr().expect("local addr").to_string();
+        let accept = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b).await;
+        });
+        let Dialer(dial) = Dialer::tcp_with_address_map(BTreeMap::from([(
+            "node1:7100".to_owned(),
+            format!("http://{real}/"),
+        )]));
+        let conn = dial("node1:7100".to_owned()).await;
+        assert!(conn.is_ok(), "mapped address must be dialled at {real}");
+        drop(conn);
+        accept.await.expect("accepted");
+        // An unmapped name is dialled as is (and here cannot resolve).
+        assert!(dial("no-such-host.invalid:1".to_owned()).await.is_err());
+    }
 
     #[test]
     fn addresses_are_normalized() {

@@ -50,7 +50,7 @@ pub use model::{
     ClusterStatus, Consistency, ContainerInfo, GroupStatus, ListPage, Member, NodeStatus,
     ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,
 };
-pub use profile::{resolve_endpoints, EndpointSources, Profile};
+pub use profile::{resolve_endpoints, resolve_profile, EndpointSources, Profile};
 pub use put::{PutOptions, PutSource, PUT_CHUNK_BYTES, REPLAY_BYTES_MAX};
 pub use stratus_core::Redundancy;
 

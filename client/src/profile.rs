@@ -6,14 +6,27 @@
 //! endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]
 //! ```
 //!
+//! A cluster whose nodes advertise addresses this host cannot reach (containers
+//! that know each other by service name, reached from the host through published
+//! ports: `deploy/up.sh` writes such a profile) adds an address map:
+//!
+//! ```toml
+//! endpoints = ["node1:7100", "node2:7100"]
+//! [address_map]
+//! "node1:7100" = "127.0.0.1:7201"
+//! "node2:7100" = "127.0.0.1:7202"
+//! ```
+//!
 //! Precedence, first match wins ([`resolve_endpoints`]):
 //! 1. `--endpoint` flags (repeatable, each may be comma-separated);
 //! 2. `STRATUS_ENDPOINT` (comma-separated);
 //! 3. the profile named by `STRATUS_PROFILE`;
 //! 4. `./.stratus-dev/profile.toml`, if it exists.
 
+use crate::channels::Dialer;
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Environment variable with comma-separated endpoints.
@@ -31,6 +44,10 @@ pub const PROFILE_FILE: &str = "profile.toml";
 pub struct Profile {
     /// Node addresses, `host:port`.
     pub endpoints: Vec<String>,
+    /// Addresses the nodes advertise (in the topology, in leader hints and
+    /// placements) → the address this client dials instead. Empty: dial as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub address_map: BTreeMap<String, String>,
 }
 
 impl Profile {
@@ -56,10 +73,33 @@ impl Profile {
     /// The TOML text of this profile.
     pub fn to_toml(&self) -> String {
         let list: Vec<String> = self.endpoints.iter().map(|e| format!("{e:?}")).collect();
-        format!(
+        let mut text = format!(
             "# Stratus client profile: the nodes a client may contact first.\nendpoints = [{}]\n",
             list.join(", ")
-        )
+        );
+        if !self.address_map.is_empty() {
+            text.push_str(
+                "\n# Advertised node address -> address this client dials.\n[address_map]\n",
+            );
+            for (from, to) in &self.address_map {
+                text.push_str(&format!("{from:?} = {to:?}\n"));
+            }
+        }
+        text
+    }
+
+    /// A profile of endpoints only.
+    pub fn of_endpoints(endpoints: Vec<String>) -> Profile {
+        Profile {
+            endpoints,
+            address_map: BTreeMap::new(),
+        }
+    }
+
+    /// The dialer that applies the address map (`None` when it is empty: plain TCP).
+    pub fn dialer(&self) -> Option<Dialer> {
+        (!self.address_map.is_empty())
+            .then(|| Dialer::tcp_with_address_map(self.address_map.clone()))
     }
 }
 
@@ -99,29 +139,39 @@ fn split_list<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         .collect()
 }
 
-/// Applies the precedence of the module docs.
+/// Applies the precedence of the module docs: the endpoints to contact.
 pub fn resolve_endpoints(src: &EndpointSources) -> Result<Vec<String>, Error> {
+    resolve_profile(src).map(|p| p.endpoints)
+}
+
+/// Applies the precedence of the module docs: the endpoints, with the address map
+/// of the profile they came from (empty for `--endpoint` and `STRATUS_ENDPOINT`).
+pub fn resolve_profile(src: &EndpointSources) -> Result<Profile, Error> {
     let flags = split_list(src.flags.iter().map(String::as_str));
     if !flags.is_empty() {
         tracing::debug!(?flags, "endpoints from --endpoint");
-        return Ok(flags);
+        return Ok(Profile::of_endpoints(flags));
     }
     if let Some(env) = &src.env_endpoint {
         let list = split_list([env.as_str()]);
         if !list.is_empty() {
             tracing::debug!(?list, "endpoints from {ENDPOINT_ENV}");
-            return Ok(list);
+            return Ok(Profile::of_endpoints(list));
         }
     }
+    let from_file = |p: Profile| Profile {
+        endpoints: split_list(p.endpoints.iter().map(String::as_str)),
+        address_map: p.address_map,
+    };
     if let Some(path) = &src.env_profile {
         let p = Profile::load(path)
             .map_err(|e| Error::config(format!("{PROFILE_ENV}={}: {e}", path.display())))?;
-        return Ok(split_list(p.endpoints.iter().map(String::as_str)));
+        return Ok(from_file(p));
     }
     if src.default_profile.exists() {
         let p = Profile::load(&src.default_profile)?;
         tracing::debug!(path = %src.default_profile.display(), "endpoints from the dev profile");
-        return Ok(split_list(p.endpoints.iter().map(String::as_str)));
+        return Ok(from_file(p));
     }
     Err(Error::config(format!(
         "no Stratus cluster configured: start a local one with `stratus dev` (run this \
@@ -136,11 +186,41 @@ mod tests {
 
     fn write_profile(dir: &Path, name: &str, endpoints: &[&str]) -> PathBuf {
         let path = dir.join(name);
-        let p = Profile {
-            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
-        };
+        let p = Profile::of_endpoints(endpoints.iter().map(|e| e.to_string()).collect());
         std::fs::write(&path, p.to_toml()).expect("write profile");
         path
+    }
+
+    #[test]
+    fn the_address_map_round_trips_and_comes_with_the_profile() {
+        let p = Profile {
+            endpoints: vec!["node1:7100".into(), "node2:7100".into()],
+            address_map: BTreeMap::from([
+                ("node1:7100".into(), "127.0.0.1:7201".into()),
+                ("node2:7100".into(), "127.0.0.1:7202".into()),
+            ]),
+        };
+        let text = p.to_toml();
+        assert!(text.contains("[address_map]"), "{text}");
+        assert_eq!(Profile::parse(&text, "t").expect("round trip"), p);
+        assert!(p.dialer().is_some());
+        assert!(Profile::of_endpoints(vec!["a:1".into()]).dialer().is_none());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("deploy.toml");
+        std::fs::write(&path, &text).expect("write");
+        let src = EndpointSources {
+            env_profile: Some(path),
+            default_profile: dir.path().join("missing.toml"),
+            ..EndpointSources::default()
+        };
+        assert_eq!(resolve_profile(&src).expect("profile"), p);
+        // Explicit endpoints carry no map.
+        let src = EndpointSources {
+            flags: vec!["127.0.0.1:7201".into()],
+            ..src
+        };
+        assert!(resolve_profile(&src).expect("flags").address_map.is_empty());
     }
 
     #[test]

@@ -19,6 +19,12 @@ use std::sync::Arc;
 /// Raft heartbeats on a two-core machine.
 const RUNTIME_WORKERS_MIN: usize = 6;
 
+/// Where `healthcheck` looks without `--addr` or `--config`.
+const HEALTHCHECK_ADDR_DEFAULT: &str = "127.0.0.1:7100";
+/// Time the whole health check may take (connect and answer): a container runtime
+/// kills a check that hangs, but then reports a timeout instead of our reason.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Parser)]
 #[command(name = "stratus-node", version, about = "Stratus storage node")]
 struct Cli {
@@ -33,11 +39,13 @@ struct Cli {
 enum Cmd {
     /// Run the node (the default).
     Run,
-    /// Check that a node answers the gRPC health check; exit 0 if serving.
+    /// Check that a node answers the gRPC health check; exit 0 if serving, 1 if not.
+    /// With `--config` it checks the node that config runs (on loopback when the
+    /// node listens on every interface): what container health checks use.
     Healthcheck {
-        /// host:port of the node.
-        #[arg(long, default_value = "127.0.0.1:7100")]
-        addr: String,
+        /// host:port of the node (default: from --config, else 127.0.0.1:7100).
+        #[arg(long)]
+        addr: Option<String>,
     },
 }
 
@@ -52,10 +60,13 @@ pub fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A health check runs every few seconds in every container: one worker is plenty.
+    let workers = match cli.command {
+        Some(Cmd::Healthcheck { .. }) => 1,
+        _ => RUNTIME_WORKERS_MIN.max(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            RUNTIME_WORKERS_MIN.max(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        )
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -73,7 +84,14 @@ pub fn main() -> std::process::ExitCode {
                     .context("--config FILE is required to run a node")?)
                 .await
             }
-            Cmd::Healthcheck { addr } => healthcheck(&addr).await,
+            Cmd::Healthcheck { addr } => {
+                let addr = match (addr, cli.config) {
+                    (Some(addr), _) => addr,
+                    (None, Some(config)) => local_addr(&config)?,
+                    (None, None) => HEALTHCHECK_ADDR_DEFAULT.to_owned(),
+                };
+                healthcheck(&addr).await
+            }
         }
     });
     match result {
@@ -140,9 +158,44 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// The address on which the node of `config_path` answers from this host: its
+/// `listen` address with an unspecified IP (0.0.0.0, ::) replaced by loopback, else
+/// its address in the topology.
+fn local_addr(config_path: &std::path::Path) -> anyhow::Result<String> {
+    let config = NodeConfig::load(config_path)?;
+    if let Some(listen) = &config.listen {
+        let mut addr: std::net::SocketAddr = listen
+            .parse()
+            .with_context(|| format!("listen address {listen:?} is not IP:port"))?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        return Ok(addr.to_string());
+    }
+    let topology = config.load_topology()?;
+    let me = topology
+        .node(config.node_id)
+        .context("node missing from topology")?;
+    Ok(me.addr.clone())
+}
+
 async fn healthcheck(addr: &str) -> anyhow::Result<()> {
+    tokio::time::timeout(HEALTHCHECK_TIMEOUT, check_health(addr))
+        .await
+        .with_context(|| {
+            format!(
+                "{addr} did not answer the health check within {} s",
+                HEALTHCHECK_TIMEOUT.as_secs()
+            )
+        })?
+}
+
+async fn check_health(addr: &str) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(HEALTHCHECK_TIMEOUT)
         .connect()
         .await
         .with_context(|| format!("cannot reach {addr}"))?;

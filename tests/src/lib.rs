@@ -3,7 +3,9 @@
 //! Owns: free loopback ports ([`ports`]), topology and node-config files
 //! ([`layout`]), node processes and whole clusters ([`process`], [`cluster`]),
 //! bounded polling ([`poll`]), raw `stratus.v1` gRPC for what the SDK refuses to
-//! send ([`grpc`]), and running the `it-stratus` CLI ([`cli`]).
+//! send ([`grpc`]), and running the `it-stratus` CLI ([`cli`]); the files of the
+//! docker-compose deployment ([`deploy`], their generator) and compose projects of
+//! it for the drill ([`compose`]).
 //!
 //! The tests themselves live in `tests/tests/`, one binary per area. They are
 //! black-box: they reach the node only through its processes, the SDK, the CLI
@@ -20,6 +22,8 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compose;
+pub mod deploy;
 pub mod grpc;
 pub mod layout;
 pub mod poll;

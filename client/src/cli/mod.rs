@@ -170,18 +170,24 @@ pub struct Connection {
 impl Connection {
     /// Resolves endpoints (flag, env, profile) and connects.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let endpoints =
-            crate::resolve_endpoints(&EndpointSources::from_env(self.endpoints.clone()))?;
-        self.connect_to(endpoints).await
+        let profile = crate::resolve_profile(&EndpointSources::from_env(self.endpoints.clone()))?;
+        self.connect_profile(&profile).await
     }
 
     /// Connects to explicit endpoints.
     pub async fn connect_to(&self, endpoints: Vec<String>) -> anyhow::Result<Client> {
+        self.connect_profile(&crate::Profile::of_endpoints(endpoints))
+            .await
+    }
+
+    /// Connects to a profile's endpoints, dialling through its address map.
+    pub async fn connect_profile(&self, profile: &crate::Profile) -> anyhow::Result<Client> {
         let config = ClientConfig {
             deadline: self.timeout,
+            dialer: profile.dialer(),
             ..ClientConfig::default()
         };
-        Ok(Client::connect_with(endpoints, config).await?)
+        Ok(Client::connect_with(profile.endpoints.clone(), config).await?)
     }
 }
 

@@ -60,7 +60,7 @@ async fn connect(args: &BenchArgs, conn: &Connection) -> anyhow::Result<Client> 
     match &args.data {
         Some(dir) if conn.endpoints.is_empty() => {
             let profile = Profile::load(&dir.join(crate::profile::PROFILE_FILE))?;
-            conn.connect_to(profile.endpoints).await
+            conn.connect_profile(&profile).await
         }
         _ => conn.connect().await,
     }

@@ -187,9 +187,8 @@ impl DevDir {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             write_atomic(&self.node_config(*id), &node_config(*id))?;
         }
-        let profile = Profile {
-            endpoints: topology.nodes().values().map(|n| n.addr.clone()).collect(),
-        };
+        let profile =
+            Profile::of_endpoints(topology.nodes().values().map(|n| n.addr.clone()).collect());
         write_atomic(&self.profile_path(), &profile.to_toml())
     }
 

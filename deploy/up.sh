@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Starts the compose cluster (deploy/docker-compose.yml), waits until every node
+# passes its health check, and writes the client profile deploy/client-profile.toml
+# so the host's CLI reaches every node through its published port:
+#
+#   deploy/up.sh
+#   STRATUS_PROFILE=deploy/client-profile.toml ./target/release/stratus cluster status
+#
+# Build the image first (deploy/build-image.sh). Running it again on a running
+# cluster only waits and rewrites the profile. Environment:
+#   COMPOSE_PROJECT_NAME     project (default from deploy/.env: stratus)
+#   STRATUS_PORT_PREFIX      host ports 127.0.0.1:${prefix}01.. (default 72)
+#   STRATUS_DEPLOY_PROFILE   where to write the profile (default deploy/client-profile.toml)
+#   STRATUS_DEPLOY_WAIT_SECS how long to wait for health (default 180)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+file="$here/docker-compose.yml"
+profile="${STRATUS_DEPLOY_PROFILE:-$here/client-profile.toml}"
+wait_secs="${STRATUS_DEPLOY_WAIT_SECS:-180}"
+image=stratus-node:dev
+node_port=7100
+
+die() { printf 'up: %s\n' "$*" >&2; exit 1; }
+
+# The `docker compose` plugin if present, else the standalone docker-compose.
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  die "neither \`docker compose\` nor docker-compose is installed"
+fi
+compose+=(--file "$file")
+
+docker info >/dev/null 2>&1 \
+  || die "cannot reach the Docker engine (\`docker info\` failed): start dockerd, or check your access to /var/run/docker.sock"
+docker image inspect "$image" >/dev/null 2>&1 \
+  || die "image $image not found: build it with deploy/build-image.sh"
+
+"${compose[@]}" up --detach --remove-orphans
+
+mapfile -t services < <("${compose[@]}" config --services)
+[ "${#services[@]}" -gt 0 ] || die "no services in $file"
+
+# Wait for every container's health check, bounded by wait_secs.
+deadline=$((SECONDS + wait_secs))
+while :; do
+  pending=()
+  for s in "${services[@]}"; do
+    id="$("${compose[@]}" ps -q "$s")"
+    [ -n "$id" ] || die "service $s has no container"
+    status="$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id")"
+    [ "$status" = healthy ] || pending+=("$s:$status")
+  done
+  [ "${#pending[@]}" -eq 0 ] && break
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    for p in "${pending[@]}"; do
+      s="${p%%:*}"
+      printf '\n--- %s (%s), last log lines:\n' "$s" "${p#*:}" >&2
+      "${compose[@]}" logs --no-color --tail 20 "$s" >&2 || true
+    done
+    die "not healthy within ${wait_secs}s: ${pending[*]}"
+  fi
+  sleep 1
+done
+echo "up: all ${#services[@]} nodes healthy after ${SECONDS}s"
+
+# The profile: nodes advertise nodeN:7100 (their compose service name), which
+# only resolves inside the compose networks; the address map sends the host's
+# connections to the published ports instead.
+endpoints=()
+map=()
+for s in "${services[@]}"; do
+  published="$("${compose[@]}" port "$s" "$node_port")"
+  [ -n "$published" ] || die "service $s publishes no port for $node_port"
+  endpoints+=("\"$s:$node_port\"")
+  map+=("\"$s:$node_port\" = \"$published\"")
+done
+tmp="$profile.tmp"
+{
+  echo "# Written by deploy/up.sh for the compose cluster; rewritten on every run."
+  echo "# Use: STRATUS_PROFILE=$profile stratus cluster status"
+  printf 'endpoints = [%s]\n' "$(IFS=,; echo "${endpoints[*]}" | sed 's/,/, /g')"
+  echo
+  echo "# Advertised node address -> address this host dials."
+  echo "[address_map]"
+  printf '%s\n' "${map[@]}"
+} >"$tmp"
+mv "$tmp" "$profile"
+echo "up: client profile written to $profile"
+echo "up: export STRATUS_PROFILE=$profile"
