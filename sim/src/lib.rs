@@ -11,6 +11,11 @@
 //! **Architecture Invariant:** nothing here reads the wall clock, draws unseeded
 //! randomness, spawns threads or iterates a hash map where order matters.
 
+// Without it turmoil cannot seed the hosts' schedulers and the same seed no longer
+// replays the same run. A RUSTFLAGS variable replaces the flags of .cargo/config.toml.
+#[cfg(not(tokio_unstable))]
+compile_error!("stratus-sim needs `--cfg tokio_unstable` (set in .cargo/config.toml); a RUSTFLAGS variable overrides that file, so add `--cfg tokio_unstable` to it");
+
 pub mod catalog;
 pub mod check;
 pub mod cli;
