@@ -114,10 +114,6 @@ impl World<'_> {
         all.into_iter().filter(|h| !except.contains(h)).collect()
     }
 
-    fn cut(&mut self, a: &str, b: &str) {
-        self.sim.partition(a, b);
-    }
-
     /// Applies `fault`; returns a description for the timeline and what heals it.
     pub fn inject(&mut self, fault: &Fault, rng: &mut StdRng) -> (String, Undo) {
         match fault {
@@ -156,7 +152,7 @@ impl World<'_> {
                 let mut pairs = Vec::new();
                 for h in &hosts {
                     for o in self.others(&hosts) {
-                        self.sim.partition_oneway(h.as_str(), o.as_str());
+                        self.cut_oneway(h, &o);
                         pairs.push((h.clone(), o));
                     }
                 }
@@ -317,7 +313,7 @@ impl World<'_> {
             }
             Undo::Repair(pairs) | Undo::Flapping { pairs, .. } => {
                 for (a, b) in pairs {
-                    self.sim.repair(a.as_str(), b.as_str());
+                    self.repair(a, b);
                 }
                 "repair links".to_string()
             }
@@ -343,9 +339,9 @@ impl World<'_> {
         if let Undo::Flapping { pairs, down, .. } = undo {
             for (a, b) in pairs.iter() {
                 if *down {
-                    self.sim.repair(a.as_str(), b.as_str());
+                    self.repair(a, b);
                 } else {
-                    self.sim.partition(a.as_str(), b.as_str());
+                    self.cut(a, b);
                 }
             }
             *down = !*down;

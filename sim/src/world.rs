@@ -9,7 +9,7 @@
 use crate::net::{SimClock, TurmoilTransport};
 use crate::trace::Trace;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -67,6 +67,18 @@ pub struct World<'a> {
     pub running: Rc<RefCell<BTreeMap<NodeId, Arc<StratusNode>>>>,
     /// Host names of the simulated clients (partitions cut nodes off from them too).
     pub client_hosts: Vec<String>,
+    /// Links that faults cut, as `(from, to)`: both directions of a partition, or
+    /// one of a one-way partition. Lets a crash restore exactly these.
+    pub cuts: BTreeSet<(String, String)>,
+}
+
+/// The cut that `(a, b)` is under, as faults left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    None,
+    Both,
+    AToB,
+    BToA,
 }
 
 /// The normal latency between two hosts: higher across regions.
@@ -102,6 +114,10 @@ pub fn simulated_topology(text: &str) -> anyhow::Result<Topology> {
     Ok(Topology::parse(&toml::to_string(&doc)?)?)
 }
 
+/// Simulated fsync latency of a node's blob store: at least this, plus up to the spread.
+const SYNC_LATENCY_MIN_US: u64 = 200;
+const SYNC_LATENCY_SPREAD_US: u64 = 3_000;
+
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
     // splitmix64 over the inputs: well-spread, deterministic.
     let mut z =
@@ -134,6 +150,7 @@ impl<'a> World<'a> {
             seed,
             running: Rc::default(),
             client_hosts: Vec::new(),
+            cuts: BTreeSet::new(),
         };
         for n in topology.nodes().values() {
             let node = SimNode {
@@ -146,6 +163,11 @@ impl<'a> World<'a> {
                 blobs: MemBlobStore::new(Arc::new(SimClock)),
                 incarnation: Rc::new(Cell::new(0)),
             };
+            // Each replica's disk syncs at its own pace, so a follower's copy of an
+            // entry can be durable before the leader's (as on real machines).
+            node.blobs.set_sync_latency(Duration::from_micros(
+                SYNC_LATENCY_MIN_US + mix(seed, n.id, 0x5c) % SYNC_LATENCY_SPREAD_US,
+            ));
             world.add_host(&node, settings.clone());
             world.nodes.insert(n.id, node);
         }
@@ -244,15 +266,78 @@ impl<'a> World<'a> {
 
     /// Crashes a node: its software stops and its disk loses every unsynced write
     /// (with `torn`, the last unsynced blob write survives in part).
+    ///
+    /// The host is cut off while its software is dropped: turmoil drops a host's
+    /// tasks in an order that depends on process-wide tokio task ids, and the FINs
+    /// and RSTs their sockets send on drop would reach peers (and draw link
+    /// latencies from the seeded RNG) in that order, so the same seed replayed
+    /// differently within one process. A crashed machine sends nothing anyway.
     pub fn crash(&mut self, id: NodeId, torn: bool) {
         let Some(n) = self.nodes.get(&id) else { return };
-        self.sim.crash(n.host.as_str());
+        let host = n.host.clone();
+        let others: Vec<String> = self
+            .nodes
+            .values()
+            .map(|n| n.host.clone())
+            .chain(self.client_hosts.iter().cloned())
+            .filter(|h| *h != host)
+            .collect();
+        for o in &others {
+            self.sim.partition(host.as_str(), o.as_str());
+        }
+        self.sim.crash(host.as_str());
+        for o in &others {
+            self.restore_link(&host, o);
+        }
+        let Some(n) = self.nodes.get(&id) else { return };
         n.engine.crash();
         if torn {
             n.blobs.crash_torn();
         } else {
             n.blobs.crash();
         }
+    }
+
+    fn cut_of(&self, a: &str, b: &str) -> Cut {
+        let ab = self.cuts.contains(&(a.to_string(), b.to_string()));
+        let ba = self.cuts.contains(&(b.to_string(), a.to_string()));
+        match (ab, ba) {
+            (true, true) => Cut::Both,
+            (true, false) => Cut::AToB,
+            (false, true) => Cut::BToA,
+            (false, false) => Cut::None,
+        }
+    }
+
+    /// Puts the link between `a` and `b` back as the faults left it.
+    fn restore_link(&mut self, a: &str, b: &str) {
+        self.sim.repair(a, b);
+        match self.cut_of(a, b) {
+            Cut::None => {}
+            Cut::Both => self.sim.partition(a, b),
+            Cut::AToB => self.sim.partition_oneway(a, b),
+            Cut::BToA => self.sim.partition_oneway(b, a),
+        }
+    }
+
+    /// Cuts both directions between `a` and `b` (a fault).
+    pub fn cut(&mut self, a: &str, b: &str) {
+        self.cuts.insert((a.to_string(), b.to_string()));
+        self.cuts.insert((b.to_string(), a.to_string()));
+        self.sim.partition(a, b);
+    }
+
+    /// Cuts only `from` → `to` (a fault).
+    pub fn cut_oneway(&mut self, from: &str, to: &str) {
+        self.cuts.insert((from.to_string(), to.to_string()));
+        self.sim.partition_oneway(from, to);
+    }
+
+    /// Heals both directions between `a` and `b`.
+    pub fn repair(&mut self, a: &str, b: &str) {
+        self.cuts.remove(&(a.to_string(), b.to_string()));
+        self.cuts.remove(&(b.to_string(), a.to_string()));
+        self.sim.repair(a, b);
     }
 
     /// Starts a crashed node again on what its disk kept.

@@ -112,9 +112,28 @@ fn to_usize(name: &str, n: u64) -> Result<usize, StorageError> {
 struct State {
     visible: Blobs,
     durable: Blobs,
-    pending: Vec<Op>,
+    /// Issued, not yet durable, oldest first.
+    pending: std::collections::VecDeque<Op>,
+    /// Operations issued since the store was made or last crashed.
+    issued: u64,
+    /// How many of those became durable (`issued - pending.len()`).
+    durable_upto: u64,
+    /// Bumped by every crash, so a sync under way when it happened persists nothing.
+    crashes: u64,
+    /// How long a sync takes (zero: it completes at the call).
+    sync_latency: std::time::Duration,
     fail_syncs: u32,
     fail_writes: u32,
+}
+
+impl State {
+    fn forget_unsynced(&mut self) {
+        self.pending.clear();
+        self.visible = self.durable.clone();
+        self.issued = 0;
+        self.durable_upto = 0;
+        self.crashes += 1;
+    }
 }
 
 /// A cloneable handle on one in-memory blob store (clones share the store, so the
@@ -141,10 +160,15 @@ impl MemBlobStore {
 
     /// A crash: everything not synced is lost.
     pub fn crash(&self) {
-        self.with(|s| {
-            s.pending.clear();
-            s.visible = s.durable.clone();
-        });
+        self.with(State::forget_unsynced);
+    }
+
+    /// Makes every sync take `latency` (of the runtime's time; simulated time in the
+    /// simulation): what a sync covers is fixed at the call and becomes durable only
+    /// when it completes, so a crash in between loses it. Different latencies on
+    /// different replicas let a follower's copy become durable before the leader's.
+    pub fn set_sync_latency(&self, latency: std::time::Duration) {
+        self.with(|s| s.sync_latency = latency);
     }
 
     /// A crash during the last unsynced write: everything else unsynced is lost, and
@@ -177,7 +201,7 @@ impl MemBlobStore {
                     replay(&mut s.durable, &torn);
                 }
             }
-            s.visible = s.durable.clone();
+            s.forget_unsynced();
         });
     }
 
@@ -249,7 +273,8 @@ impl MemBlobStore {
                 Op::Remove { .. } => {}
             }
             replay(&mut s.visible, &op);
-            s.pending.push(op);
+            s.pending.push_back(op);
+            s.issued += 1;
             Ok(())
         })
     }
@@ -323,18 +348,33 @@ impl BlobStore for MemBlobStore {
     }
 
     fn sync(&self) -> BoxFuture<'_, Result<(), StorageError>> {
-        // Flushes at the call, so a sync covers exactly what was issued before it.
-        let result = self.with(|s| {
+        // Covers exactly what was issued before the call.
+        let started = self.with(|s| {
             if s.fail_syncs > 0 {
                 s.fail_syncs -= 1;
                 return Err(StorageError::Io("injected fsync failure".into()));
             }
-            for op in std::mem::take(&mut s.pending) {
-                replay(&mut s.durable, &op);
-            }
-            Ok(())
+            Ok((s.issued, s.crashes, s.sync_latency))
         });
-        Box::pin(async move { result })
+        Box::pin(async move {
+            let (upto, crashes, latency) = started?;
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            self.with(|s| {
+                if s.crashes != crashes {
+                    return Err(StorageError::Io("the store crashed during the sync".into()));
+                }
+                while s.durable_upto < upto {
+                    let Some(op) = s.pending.pop_front() else {
+                        break;
+                    };
+                    replay(&mut s.durable, &op);
+                    s.durable_upto += 1;
+                }
+                Ok(())
+            })
+        })
     }
 
     fn size_bytes(&self) -> u64 {

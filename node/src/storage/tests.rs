@@ -142,6 +142,35 @@ async fn mem_blob_crash_keeps_exactly_what_was_synced() {
     );
 }
 
+/// A slow sync covers what was issued before the call, makes it durable only when
+/// it completes, and loses it to a crash in between.
+#[tokio::test]
+async fn mem_blob_slow_sync_is_durable_only_when_it_completes() {
+    let (store, _) = mem_blobs();
+    store.set_sync_latency(std::time::Duration::from_millis(3));
+    store.write_at("a", 0, b"first").unwrap();
+    let sync = store.sync();
+    store.write_at("b", 0, b"after the call").unwrap();
+    sync.await.unwrap();
+    store.crash();
+    assert_eq!(
+        store.names(),
+        vec!["a".to_string()],
+        "b was issued after the sync began"
+    );
+
+    store.write_at("c", 0, b"in flight").unwrap();
+    let store2 = store.clone();
+    let sync = tokio::spawn(async move { store2.sync().await });
+    tokio::task::yield_now().await;
+    store.crash();
+    assert!(
+        sync.await.unwrap().is_err(),
+        "a sync cut by a crash must not report success"
+    );
+    assert_eq!(store.names(), vec!["a".to_string()]);
+}
+
 #[tokio::test]
 async fn mem_blob_torn_write_keeps_a_sector_aligned_prefix() {
     let (store, _) = mem_blobs();
