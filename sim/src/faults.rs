@@ -108,7 +108,7 @@ impl World<'_> {
     }
 
     /// Every other host of the simulation (nodes and clients), by name.
-    fn others(&self, except: &[String]) -> Vec<String> {
+    pub(crate) fn others(&self, except: &[String]) -> Vec<String> {
         let mut all: Vec<String> = self.nodes.values().map(|n| n.host.clone()).collect();
         all.extend(self.client_hosts.iter().cloned());
         all.into_iter().filter(|h| !except.contains(h)).collect()

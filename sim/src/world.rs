@@ -275,13 +275,7 @@ impl<'a> World<'a> {
     pub fn crash(&mut self, id: NodeId, torn: bool) {
         let Some(n) = self.nodes.get(&id) else { return };
         let host = n.host.clone();
-        let others: Vec<String> = self
-            .nodes
-            .values()
-            .map(|n| n.host.clone())
-            .chain(self.client_hosts.iter().cloned())
-            .filter(|h| *h != host)
-            .collect();
+        let others = self.others(std::slice::from_ref(&host));
         for o in &others {
             self.sim.partition(host.as_str(), o.as_str());
         }
