@@ -38,6 +38,16 @@ docker info >/dev/null 2>&1 \
 docker image inspect "$image" >/dev/null 2>&1 \
   || die "image $image not found: build it with deploy/build-image.sh"
 
+# The cluster root key (wraps every tenant's keys): made once, kept beside the
+# compose file (git-ignored) and mounted read-only into every node. Losing it makes
+# the data in the volumes unreadable; replacing it does too.
+root_key="$here/root.key"
+if [ ! -s "$root_key" ]; then
+  (umask 077 && head -c 32 /dev/urandom > "$root_key.tmp" && mv "$root_key.tmp" "$root_key")
+  echo "up: generated the cluster root key $root_key (mode 0600); keep it with the volumes"
+fi
+chmod 600 "$root_key"
+
 "${compose[@]}" up --detach --remove-orphans
 
 mapfile -t services < <("${compose[@]}" config --services)

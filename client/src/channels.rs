@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
+use stratus_proto::v1::key_service_client::KeyServiceClient;
 use stratus_proto::v1::object_service_client::ObjectServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -123,10 +124,25 @@ impl Channels {
         Ok(ch)
     }
 
+    /// Drops the channel to `addr`, so the next request dials a new connection. A
+    /// request that timed out may sit on a connection that silently stopped moving
+    /// data (a lost segment, a dead NAT entry); HTTP/2 keepalive would notice only
+    /// after its own timeout, and every request in between would wait on it too.
+    pub(crate) fn reset(&self, addr: &str) {
+        self.by_addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(addr);
+    }
+
     pub(crate) fn objects(&self, addr: &str) -> Result<ObjectServiceClient<Channel>, Error> {
         Ok(ObjectServiceClient::new(self.get(addr)?)
             .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
+    }
+
+    pub(crate) fn keys(&self, addr: &str) -> Result<KeyServiceClient<Channel>, Error> {
+        Ok(KeyServiceClient::new(self.get(addr)?))
     }
 
     pub(crate) fn admin(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {

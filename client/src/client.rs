@@ -16,6 +16,7 @@ use std::time::Duration;
 use stratus_core::{names, Redundancy};
 use stratus_proto::v1 as pb;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
+use stratus_proto::v1::key_service_client::KeyServiceClient;
 use tonic::transport::Channel;
 
 /// Timeouts, backoff and deadline of a [`Client`].
@@ -223,7 +224,38 @@ impl Client {
         .await
     }
 
-    /// Creates a tenant in `region` with redundancy class `redundancy`.
+    /// Runs a unary key-service call on any node, with retries of class `class`.
+    pub(crate) async fn keys_call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        class: RetryClass,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(KeyServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.inner.config.request_timeout;
+        self.routed(Route::Any, op, |addr, remaining| {
+            let client = self.inner.channels.keys(&addr);
+            let fut = client.map(&call);
+            async move {
+                let fut = fut.map_err(Failure::Fatal)?;
+                let attempt = async {
+                    fut.await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| Error::from_status(&s, &addr))
+                };
+                with_timeout(timeout.min(remaining), &addr, attempt)
+                    .await
+                    .map_err(|e| Failure::classify(e, class))
+            }
+        })
+        .await
+    }
+
+    /// Creates a tenant in `region` with redundancy class `redundancy`, with purge
+    /// protection on its keys.
     ///
     /// Retried on not-leader and transport failures; if a retry answers
     /// [`Error::AlreadyExists`], the first attempt may have created the tenant.
@@ -233,11 +265,25 @@ impl Client {
         region: &str,
         redundancy: Redundancy,
     ) -> Result<TenantInfo, Error> {
+        self.create_tenant_with(name, region, redundancy, true)
+            .await
+    }
+
+    /// [`Client::create_tenant`], choosing whether purge protection holds the
+    /// tenant's deleted keys until their retention ends.
+    pub async fn create_tenant_with(
+        &self,
+        name: &str,
+        region: &str,
+        redundancy: Redundancy,
+        purge_protection: bool,
+    ) -> Result<TenantInfo, Error> {
         names::validate_tenant(name).map_err(|e| Error::invalid(e.to_string()))?;
         let req = pb::CreateTenantRequest {
             name: name.to_owned(),
             region: region.to_owned(),
             redundancy: redundancy_to_pb(redundancy) as i32,
+            disable_purge_protection: !purge_protection,
         };
         let t = self
             .admin("create tenant", RetryClass::Create, |mut c| {

@@ -43,6 +43,8 @@ pub struct GetOptions {
     pub consistency: Consistency,
     /// Called after every chunk received.
     pub progress: Option<ProgressFn>,
+    /// The customer-provided key the object was written with, if any.
+    pub encryption_key: Option<crate::EncryptionKey>,
 }
 
 impl fmt::Debug for GetOptions {
@@ -51,6 +53,7 @@ impl fmt::Debug for GetOptions {
             .field("range", &self.range)
             .field("consistency", &self.consistency)
             .field("progress", &self.progress.is_some())
+            .field("encryption_key", &self.encryption_key)
             .finish()
     }
 }
@@ -299,6 +302,10 @@ impl Client {
             offset: opts.range.map(|_| offset),
             length,
             consistency: consistency_to_pb(opts.consistency),
+            encryption_key: opts
+                .encryption_key
+                .as_ref()
+                .map(crate::EncryptionKey::to_wire),
         };
         let open = self.open_get(&request).await?;
         let available = open.info.size.saturating_sub(offset);

@@ -35,6 +35,7 @@ pub mod error;
 #[cfg(test)]
 mod fake_cluster_tests;
 mod get;
+mod keys;
 pub mod model;
 mod objects;
 pub mod profile;
@@ -46,6 +47,7 @@ pub use channels::{DialedIo, Dialer};
 pub use client::{Client, ClientConfig};
 pub use error::Error;
 pub use get::{GetOptions, ObjectStream};
+pub use keys::{EncryptionKey, KeyInfo, KeyOperation, KeyVersion};
 pub use model::{
     ClusterStatus, Consistency, ContainerInfo, GroupStatus, ListPage, Member, NodeStatus,
     ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,

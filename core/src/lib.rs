@@ -1,13 +1,15 @@
 //! Pure domain logic shared by the node, the client and the simulation.
 //!
 //! Owns: resource names and their rules ([`names`]), the named limits ([`limits`]),
-//! the topology file format and its validation ([`topology`]), and the placement of
-//! replica groups on failure domains ([`placement`]).
+//! the topology file format and its validation ([`topology`]), the placement of
+//! replica groups on failure domains ([`placement`]), and the encryption envelope
+//! ([`crypto`]).
 //!
 //! **Architecture Invariant:** this crate does no IO and has no tokio, tonic, sled or
 //! openraft dependency. Everything here is a deterministic function of its input, so
 //! it can be tested exhaustively and run unchanged inside the simulation.
 
+pub mod crypto;
 pub mod limits;
 pub mod names;
 pub mod placement;

@@ -115,11 +115,13 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Bind before touching the data dir or starting Raft, so a busy port fails fast,
     // clearly, and leaves nothing behind.
     let incoming = transport.listen(&listen).await?;
+    let root_key = crate::root_key::load(&config.root_key_file)?;
     let paths = crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
     let engine = Arc::new(SledEngine::open(&paths.store, config.cache_bytes)?);
     let blobs = Arc::new(FsBlobStore::open(&paths.blobs)?);
     let settings = NodeSettings {
         object_bytes_max: config.object_bytes_max,
+        key_retention_min: std::time::Duration::from_secs(config.key_retention_min_s),
         ..Default::default()
     };
     let node = StratusNode::start(NodeOptions {
@@ -130,6 +132,7 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         transport,
         clock: Arc::new(SystemClock),
         rng: NodeRng::from_entropy(),
+        root_key,
         settings,
     })
     .await?;

@@ -4,6 +4,8 @@
 //! node_id = 3                     # this node's id in the topology
 //! topology = "../../topology.toml" # relative paths are relative to this file
 //! data_dir = "data"
+//! root_key_file = "root.key"     # 32 raw bytes, mode 0600, the same on every node
+//! # key_retention_min_s = 604800  # shortest soft-delete retention of tenant keys
 //! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
 //! # object_bytes_max = 5368709120 # default 5 GiB
 //! # cache_bytes = 67108864        # storage engine cache, default 64 MiB
@@ -16,6 +18,9 @@ use stratus_core::topology::{NodeId, Topology, TopologyError};
 
 /// Default storage-engine cache: small, so a node streaming huge objects stays lean.
 pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Default floor of a key delete's retention: 7 days, as Azure Key Vault.
+pub const KEY_RETENTION_MIN_S_DEFAULT: u64 = 7 * 24 * 3600;
 
 /// A node's configuration, every path resolved.
 #[derive(Debug, Clone)]
@@ -33,6 +38,11 @@ pub struct NodeConfig {
     pub object_bytes_max: u64,
     /// Storage engine cache size, in bytes.
     pub cache_bytes: u64,
+    /// The cluster root key (32 raw bytes, mode 0600), which wraps every tenant's
+    /// key-encryption keys. Every node of a cluster names the same key.
+    pub root_key_file: PathBuf,
+    /// Shortest retention a key delete may ask for, in seconds (default 7 days).
+    pub key_retention_min_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +54,8 @@ struct RawConfig {
     listen: Option<String>,
     object_bytes_max: Option<u64>,
     cache_bytes: Option<u64>,
+    root_key_file: Option<PathBuf>,
+    key_retention_min_s: Option<u64>,
 }
 
 /// Why a configuration was rejected.
@@ -88,6 +100,11 @@ impl NodeConfig {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let root_key_file = raw.root_key_file.ok_or_else(|| ConfigError::Field {
+            path: path.into(),
+            field: "root_key_file",
+            rule: "is required: name the cluster's 32-byte root key file (create one with `head -c 32 /dev/urandom > root.key && chmod 600 root.key` and give every node the same file)".into(),
+        })?;
         let config = NodeConfig {
             node_id: raw.node_id,
             topology_path: base.join(raw.topology),
@@ -95,6 +112,10 @@ impl NodeConfig {
             listen: raw.listen,
             object_bytes_max: raw.object_bytes_max.unwrap_or(OBJECT_BYTES_MAX_DEFAULT),
             cache_bytes: raw.cache_bytes.unwrap_or(CACHE_BYTES_DEFAULT),
+            root_key_file: base.join(root_key_file),
+            key_retention_min_s: raw
+                .key_retention_min_s
+                .unwrap_or(KEY_RETENTION_MIN_S_DEFAULT),
         };
         config.validate(path)?;
         Ok(config)
@@ -111,6 +132,9 @@ impl NodeConfig {
         }
         if self.object_bytes_max == 0 {
             return Err(field("object_bytes_max", "must be positive"));
+        }
+        if self.key_retention_min_s == 0 {
+            return Err(field("key_retention_min_s", "must be at least 1 second"));
         }
         if self.cache_bytes < 1024 * 1024 {
             return Err(field("cache_bytes", "must be at least 1 MiB"));
@@ -156,7 +180,7 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths() {
-        let c = parse("node_id = 3\ntopology = \"topology.toml\"\ndata_dir = \"data\"\n").unwrap();
+        let c = parse("node_id = 3\ntopology = \"topology.toml\"\ndata_dir = \"data\"\nroot_key_file = \"k\"\n").unwrap();
         assert_eq!(c.topology_path, Path::new("/etc/stratus/topology.toml"));
         assert_eq!(c.data_dir, Path::new("/etc/stratus/data"));
         assert_eq!(c.object_bytes_max, OBJECT_BYTES_MAX_DEFAULT);
@@ -164,25 +188,42 @@ mod tests {
 
     #[test]
     fn rejects_unknown_field_with_line() {
-        let e = parse("node_id = 3\ntopology = \"t\"\ndata_dir = \"d\"\nlisten_port = 4\n")
+        let e = parse("node_id = 3\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\nlisten_port = 4\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("listen_port") && e.contains("line 4"), "{e}");
+        assert!(e.contains("listen_port") && e.contains("line 5"), "{e}");
     }
 
     #[test]
     fn rejects_bad_values_naming_the_field() {
-        let e = parse("node_id = 0\ntopology = \"t\"\ndata_dir = \"d\"\n")
+        let e = parse("node_id = 0\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("`node_id`"), "{e}");
-        let e = parse("node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nlisten = \"nope\"\n")
+        let e = parse("node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\nlisten = \"nope\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("`listen`"), "{e}");
-        let e = parse("node_id = \"one\"\ntopology = \"t\"\ndata_dir = \"d\"\n")
+        let e =
+            parse("node_id = \"one\"\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("node_id") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn requires_a_root_key_file_and_says_how_to_make_one() {
+        let e = parse("node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("node_id") && e.contains("line 1"), "{e}");
+        assert!(
+            e.contains("`root_key_file`") && e.contains("/dev/urandom"),
+            "{e}"
+        );
+        let c = parse(
+            "node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"keys/root.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.root_key_file, Path::new("/etc/stratus/keys/root.key"));
     }
 }

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: object versions carry an encryption envelope and hold only ciphertext;
+/// the directory holds key vaults.
+pub const FORMAT_VERSION: u32 = 3;
 const MARKER: &str = "FORMAT";
 
 /// Why a data directory was refused.

@@ -27,6 +27,10 @@ pub enum NodeError {
     /// A condition of the request does not hold (stale ETag, non-empty container).
     #[error("{message}")]
     FailedPrecondition { code: &'static str, message: String },
+    /// The tenant's keys forbid the request (revoked, deleted, purged) or a
+    /// customer-provided key does not match.
+    #[error("{message}")]
+    PermissionDenied { code: &'static str, message: String },
     /// A byte range outside the object.
     #[error("{0}")]
     OutOfRange(String),
@@ -76,6 +80,7 @@ impl NodeError {
             NodeError::ObjectNotFound { .. } => "object-not-found",
             NodeError::AlreadyExists(_) => "already-exists",
             NodeError::FailedPrecondition { code, .. } => code,
+            NodeError::PermissionDenied { code, .. } => code,
             NodeError::OutOfRange(_) => "range-not-satisfiable",
             NodeError::NotLeader { .. } => "not-leader",
             NodeError::CrcMismatch(_) => "crc-mismatch",
@@ -98,6 +103,7 @@ impl NodeError {
             | NodeError::ObjectNotFound { .. } => Code::NotFound,
             NodeError::AlreadyExists(_) => Code::AlreadyExists,
             NodeError::FailedPrecondition { .. } => Code::FailedPrecondition,
+            NodeError::PermissionDenied { .. } => Code::PermissionDenied,
             NodeError::OutOfRange(_) => Code::OutOfRange,
             NodeError::NotLeader { .. } | NodeError::Unavailable(_) => Code::Unavailable,
             NodeError::ResourceExhausted { .. } => Code::ResourceExhausted,

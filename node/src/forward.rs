@@ -5,13 +5,17 @@
 //! over the peer service to the leader it knows of, then to each voter in turn,
 //! for a bounded number of rounds.
 
+use crate::directory::vault::KeyVault;
 use crate::directory::TenantRecord;
 use crate::error::{NodeError, NodeResult};
 use crate::node::StratusNode;
+use crate::objects::reader::ObjectReader;
 use crate::objects::ContainerRecord;
 use crate::raft::{decode, encode, Command, Response};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
+use stratus_core::crypto::envelope::KeySource;
 use stratus_core::placement::{GroupId, DIRECTORY_GROUP};
 use stratus_proto::v1 as pb;
 
@@ -33,6 +37,21 @@ pub enum GroupQuery {
     Containers { tenant: String },
     /// Replica group: one container.
     Container { tenant: String, name: String },
+    /// Directory: a tenant's key vault.
+    Vault(String),
+    /// Directory: one tenant and the leader's applied index (see [`GroupAnswer::TenantAt`]).
+    TenantAt(String),
+    /// Replica group: which keys protect a tenant's objects.
+    KeyUsage { tenant: String },
+}
+
+/// How many of a tenant's object versions each key protects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    /// Objects per KEK version.
+    pub kek_versions: BTreeMap<u32, u64>,
+    /// Objects protected by a customer-provided key.
+    pub customer: u64,
 }
 
 /// The answer to a [`GroupQuery`].
@@ -42,6 +61,15 @@ pub enum GroupAnswer {
     Tenants(Vec<TenantRecord>),
     Containers(Vec<ContainerRecord>),
     Container(Option<ContainerRecord>),
+    Vault(Option<KeyVault>),
+    KeyUsage(KeyUsage),
+    /// A tenant with the directory index the leader had applied when it answered:
+    /// a node that learnt of the tenant this way waits until its own copy of the
+    /// directory reaches that index, so the tenant's key vault is local too.
+    TenantAt {
+        tenant: Option<TenantRecord>,
+        applied: u64,
+    },
 }
 
 /// Answers `query` from this node's copy of `group` (the caller confirmed leadership).
@@ -63,11 +91,53 @@ pub fn answer_locally(
         GroupQuery::Container { tenant, name } => {
             GroupAnswer::Container(objects().container(&tenant, &name)?)
         }
+        GroupQuery::Vault(tenant) => GroupAnswer::Vault(view.vault(&tenant)),
+        GroupQuery::TenantAt(name) => GroupAnswer::TenantAt {
+            tenant: view.tenant(&name),
+            applied: node
+                .groups
+                .get(&DIRECTORY_GROUP)
+                .map(|g| g.state().applied_index)
+                .unwrap_or(0),
+        },
+        GroupQuery::KeyUsage { tenant } => GroupAnswer::KeyUsage(key_usage(&objects(), &tenant)?),
     })
 }
 
+/// Objects scanned per page when counting key usage.
+const USAGE_PAGE: usize = 1024;
+
+/// Counts which key protects each of `tenant`'s objects in this replica.
+fn key_usage(objects: &ObjectReader, tenant: &str) -> NodeResult<KeyUsage> {
+    let mut usage = KeyUsage::default();
+    let mut after = None;
+    loop {
+        let page = objects.tenant_objects(tenant, after.as_ref(), USAGE_PAGE)?;
+        for (_, meta) in &page {
+            match meta.encryption.source {
+                KeySource::Tenant { kek_version } => {
+                    *usage.kek_versions.entry(kek_version).or_default() += 1
+                }
+                KeySource::Customer { .. } => usage.customer += 1,
+            }
+        }
+        match page.last() {
+            Some((id, _)) if page.len() == USAGE_PAGE => {
+                after = Some((id.container.clone(), id.key.clone()))
+            }
+            _ => return Ok(usage),
+        }
+    }
+}
+
 fn check_group(node: &StratusNode, group: GroupId, query: &GroupQuery) -> NodeResult<()> {
-    let directory_query = matches!(query, GroupQuery::Tenant(_) | GroupQuery::Tenants);
+    let directory_query = matches!(
+        query,
+        GroupQuery::Tenant(_)
+            | GroupQuery::TenantAt(_)
+            | GroupQuery::Tenants
+            | GroupQuery::Vault(_)
+    );
     if directory_query != (group == DIRECTORY_GROUP) || node.spec(group).is_none() {
         return Err(NodeError::InvalidArgument(format!(
             "group {group} cannot answer {query:?}"
@@ -185,7 +255,10 @@ impl StratusNode {
                         last_error = format!("node {id}: {}", status.message())
                     }
                     Ok(Err(status)) => return Err(NodeError::from_forwarded(&status)),
-                    Err(_) => last_error = format!("node {id} timed out"),
+                    Err(_) => {
+                        self.peers.reset_after_timeout(*id);
+                        last_error = format!("node {id} timed out")
+                    }
                 }
             }
         }

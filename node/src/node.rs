@@ -11,6 +11,7 @@ use crate::directory::{DirectoryCommand, DirectoryResponse, DirectoryView, Tenan
 use crate::error::{NodeError, NodeResult};
 use crate::forward::{GroupAnswer, GroupQuery};
 use crate::group::{GroupHandle, GroupStorage};
+use crate::keyring::KeyRing;
 use crate::objects::reader::ObjectReader;
 use crate::objects::store::ObjectStore;
 use crate::peers::Peers;
@@ -22,6 +23,7 @@ use crate::transport::TransportRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use stratus_core::crypto::SecretKey;
 use stratus_core::limits::OBJECT_BYTES_MAX_DEFAULT;
 use stratus_core::placement::{plan_groups, GroupId, GroupKind, GroupSpec, DIRECTORY_GROUP};
 use stratus_core::topology::{NodeId, Topology};
@@ -30,6 +32,9 @@ use stratus_core::topology::{NodeId, Topology};
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(2);
 /// How often the repair task looks for chunks to repair.
 const REPAIR_EVERY: Duration = Duration::from_secs(1);
+/// How long a node waits for its copy of the directory to catch up with the
+/// leader after learning of a tenant from the leader.
+pub const DIRECTORY_CATCH_UP_MAX: Duration = Duration::from_secs(3);
 
 /// Tunables of a node that are not part of the topology.
 #[derive(Debug, Clone)]
@@ -47,6 +52,10 @@ pub struct NodeSettings {
     pub read_grace: Duration,
     /// How often the orphan sweep runs.
     pub sweep_every: Duration,
+    /// Shortest retention a key delete may ask for (purge protection's floor).
+    pub key_retention_min: Duration,
+    /// How often the leader re-wraps data keys still under an older KEK version.
+    pub rewrap_every: Duration,
 }
 
 impl Default for NodeSettings {
@@ -58,6 +67,8 @@ impl Default for NodeSettings {
             upload_idle_max: Duration::from_secs(15 * 60),
             read_grace: Duration::from_secs(10 * 60),
             sweep_every: Duration::from_secs(60),
+            key_retention_min: Duration::from_secs(7 * 24 * 3600),
+            rewrap_every: Duration::from_secs(2),
         }
     }
 }
@@ -72,6 +83,8 @@ pub struct NodeOptions {
     pub transport: TransportRef,
     pub clock: ClockRef,
     pub rng: NodeRng,
+    /// The cluster root key (the same on every node); wraps tenants' KEKs.
+    pub root_key: SecretKey,
     pub settings: NodeSettings,
 }
 
@@ -87,6 +100,8 @@ pub struct StratusNode {
     pub blobs: BlobRef,
     pub clock: ClockRef,
     pub rng: NodeRng,
+    /// Tenants' keys: the root key, unwrapped KEKs in cache, access checks.
+    pub keys: KeyRing,
     pub settings: NodeSettings,
     /// What the orphan sweep remembers between rounds.
     pub sweep: crate::dataplane::sweep::SweepMemory,
@@ -103,6 +118,7 @@ impl StratusNode {
             transport,
             clock,
             rng,
+            root_key,
             settings,
         } = options;
         anyhow::ensure!(
@@ -159,11 +175,12 @@ impl StratusNode {
             topology,
             plan,
             groups,
-            directory,
             peers,
             engine,
             blobs,
             clock,
+            keys: KeyRing::new(root_key, directory.clone()),
+            directory,
             rng,
             settings,
             sweep: Default::default(),
@@ -176,7 +193,8 @@ impl StratusNode {
         tokio::join!(
             self.clone().maintain_groups(),
             self.clone().repair_chunks(),
-            self.clone().sweep_orphans()
+            self.clone().sweep_orphans(),
+            self.clone().rewrap_keys()
         );
     }
 
@@ -208,6 +226,15 @@ impl StratusNode {
                     }
                 }
             }
+        }
+    }
+
+    async fn rewrap_keys(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.rewrap_every);
+        let mut memory = crate::rewrap::RewrapMemory::default();
+        loop {
+            tick.tick().await;
+            crate::rewrap::rewrap_round(&self, &mut memory).await;
         }
     }
 
@@ -282,11 +309,35 @@ impl StratusNode {
             return Ok(t);
         }
         match self
-            .query(DIRECTORY_GROUP, GroupQuery::Tenant(name.to_string()))
+            .query(DIRECTORY_GROUP, GroupQuery::TenantAt(name.to_string()))
             .await?
         {
-            GroupAnswer::Tenant(Some(t)) => Ok(t),
+            GroupAnswer::TenantAt {
+                tenant: Some(t),
+                applied,
+            } => {
+                self.catch_up_directory(applied).await;
+                Ok(t)
+            }
             _ => Err(NodeError::TenantNotFound(name.to_string())),
+        }
+    }
+
+    /// Waits (at most [`DIRECTORY_CATCH_UP_MAX`]) until this node's copy of the
+    /// directory has applied `index`: a tenant just created elsewhere then has its
+    /// key vault here too. A copy still behind afterwards makes the key check
+    /// answer Unavailable, which clients retry.
+    async fn catch_up_directory(&self, index: u64) {
+        let Some(g) = self.groups.get(&DIRECTORY_GROUP) else {
+            return;
+        };
+        let waited = g
+            .raft
+            .wait(Some(DIRECTORY_CATCH_UP_MAX))
+            .applied_index_at_least(Some(index), "directory catch-up")
+            .await;
+        if let Err(e) = waited {
+            tracing::debug!(index, error = %e, "directory copy still behind the leader");
         }
     }
 

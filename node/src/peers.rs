@@ -13,11 +13,21 @@ use tonic::transport::Channel;
 /// How long dialling a peer may take.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A channel is replaced after a timed-out call at most this often, so an
+/// overloaded (rather than stalled) peer does not cause a reconnection storm.
+pub const PEER_RESET_INTERVAL_MIN: Duration = Duration::from_secs(1);
+
+/// A channel and when it was made.
+struct PeerChannel {
+    channel: Channel,
+    made: tokio::time::Instant,
+}
+
 /// Channels to every other node of the topology.
 pub struct Peers {
     transport: TransportRef,
     topology: Arc<Topology>,
-    channels: Mutex<BTreeMap<NodeId, Channel>>,
+    channels: Mutex<BTreeMap<NodeId, PeerChannel>>,
 }
 
 impl Peers {
@@ -41,9 +51,28 @@ impl Peers {
         Some(
             channels
                 .entry(id)
-                .or_insert_with(|| transport::channel(&self.transport, &addr, PEER_CONNECT_TIMEOUT))
+                .or_insert_with(|| PeerChannel {
+                    channel: transport::channel(&self.transport, &addr, PEER_CONNECT_TIMEOUT),
+                    made: tokio::time::Instant::now(),
+                })
+                .channel
                 .clone(),
         )
+    }
+
+    /// Replaces the channel to node `id` after a call on it timed out (unless it
+    /// is younger than [`PEER_RESET_INTERVAL_MIN`]). A connection that silently
+    /// stopped delivering (a lost segment, a dead middlebox entry) holds every
+    /// request multiplexed on it until keepalive gives up; calls in flight on the
+    /// old connection finish or time out on their own.
+    pub fn reset_after_timeout(&self, id: NodeId) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if channels
+            .get(&id)
+            .is_some_and(|c| c.made.elapsed() >= PEER_RESET_INTERVAL_MIN)
+        {
+            channels.remove(&id);
+        }
     }
 
     /// A peer-service client for node `id`, with the peer message limits.

@@ -1,6 +1,6 @@
 //! The randomness seam: one seeded RNG handle per node.
 //!
-//! Version ids, upload ids and (through [`crate::raft::runtime`]) Raft election
+//! Version ids, upload ids, data keys, KEKs, wrapping nonces and (through [`crate::raft::runtime`]) Raft election
 //! timeouts all draw from a seed, so the simulation replays exactly. Only
 //! [`NodeRng::from_entropy`] touches the operating system's entropy, and only binaries
 //! call it.
@@ -8,6 +8,8 @@
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use std::sync::{Arc, Mutex};
+use stratus_core::crypto::{SecretKey, KEY_BYTES, NONCE_BYTES};
+use zeroize::Zeroizing;
 
 /// A cheap, cloneable, seeded random source.
 #[derive(Clone)]
@@ -31,12 +33,16 @@ impl NodeRng {
         }
     }
 
-    /// A source seeded from the operating system (real runs only).
+    /// A source seeded with 256 bits from the operating system (real runs only): it
+    /// draws data keys and nonces, so its seed must be as strong as the keys.
     pub fn from_entropy() -> Self {
-        Self::from_seed(rand::rngs::OsRng.next_u64())
+        Self {
+            inner: Arc::new(Mutex::new(StdRng::from_entropy())),
+            seed: 0,
+        }
     }
 
-    /// The seed this source started from.
+    /// The seed this source started from (0 when seeded from the operating system).
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -56,6 +62,20 @@ impl NodeRng {
     /// A random 128-bit id.
     pub fn next_u128(&self) -> u128 {
         self.with(|r| (u128::from(r.next_u64()) << 64) | u128::from(r.next_u64()))
+    }
+
+    /// A fresh random 256-bit key (data keys, KEKs). `StdRng` is a CSPRNG (ChaCha12).
+    pub fn secret_key(&self) -> SecretKey {
+        let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+        self.fill(bytes.as_mut());
+        SecretKey::from_array(bytes)
+    }
+
+    /// A random AES-GCM nonce (for key wrapping).
+    pub fn nonce(&self) -> [u8; NONCE_BYTES] {
+        let mut nonce = [0u8; NONCE_BYTES];
+        self.fill(&mut nonce);
+        nonce
     }
 
     /// Fills `buf` with random bytes.

@@ -8,6 +8,8 @@ pub mod v1 {
     tonic::include_proto!("stratus.v1");
 }
 
+mod redact;
+
 /// Encoded `FileDescriptorSet` of the API, for the gRPC reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/stratus_descriptor.bin"));

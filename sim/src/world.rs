@@ -114,6 +114,15 @@ pub fn simulated_topology(text: &str) -> anyhow::Result<Topology> {
     Ok(Topology::parse(&toml::to_string(&doc)?)?)
 }
 
+/// The simulated cluster's root key: the same on every node, derived from the seed.
+fn root_key(seed: u64) -> stratus_core::crypto::SecretKey {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&mix(seed, 0x7007_u64.wrapping_add(i as u64), 0).to_be_bytes());
+    }
+    stratus_core::crypto::SecretKey::from_array(bytes)
+}
+
 /// Simulated fsync latency of a node's blob store: at least this, plus up to the spread.
 const SYNC_LATENCY_MIN_US: u64 = 200;
 const SYNC_LATENCY_SPREAD_US: u64 = 3_000;
@@ -212,6 +221,7 @@ impl<'a> World<'a> {
                 transport: Arc::new(TurmoilTransport),
                 clock: Arc::new(SimClock),
                 rng: NodeRng::from_seed(mix(seed, id, n)),
+                root_key: root_key(seed),
                 settings: settings.clone(),
             };
             let addr = addr.clone();

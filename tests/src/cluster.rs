@@ -39,6 +39,8 @@ pub struct ClusterOptions {
     pub layout: Layout,
     /// `object_bytes_max` in every node config (the node default when `None`).
     pub object_bytes_max: Option<u64>,
+    /// `key_retention_min_s` in every node config (the node default when `None`).
+    pub key_retention_min_s: Option<u64>,
     pub startup_timeout: Duration,
 }
 
@@ -47,6 +49,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             layout: Layout::OneRegion,
             object_bytes_max: None,
+            key_retention_min_s: None,
             startup_timeout: STARTUP_TIMEOUT,
         }
     }
@@ -91,6 +94,23 @@ pub async fn status_from(addrs: Vec<String>) -> anyhow::Result<pb::ClusterStatus
     bail!("no running node answered ClusterStatus; last: {last:?}")
 }
 
+/// Writes a fresh random root key with mode 0600.
+pub fn write_root_key(path: &Path) -> anyhow::Result<()> {
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(key.as_mut());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.as_ref())?;
+    Ok(())
+}
+
 impl Cluster {
     /// Writes the files, starts every node and waits until the cluster is ready.
     pub async fn start(bins: &Bins, opts: ClusterOptions) -> anyhow::Result<Cluster> {
@@ -99,6 +119,8 @@ impl Cluster {
         let (text, topology) = opts.layout.render(&ports)?;
         let topology_path = dir.path().join("topology.toml");
         std::fs::write(&topology_path, text)?;
+        let root_key_file = dir.path().join("root.key");
+        write_root_key(&root_key_file)?;
         let mut nodes = BTreeMap::new();
         for node in topology.nodes().values() {
             let node_dir = dir.path().join("nodes").join(node.id.to_string());
@@ -107,7 +129,9 @@ impl Cluster {
                 node_id: node.id,
                 topology: topology_path.clone(),
                 data_dir: node_dir.join("data"),
+                root_key_file: root_key_file.clone(),
                 object_bytes_max: opts.object_bytes_max,
+                key_retention_min_s: opts.key_retention_min_s,
             };
             let config_path = node_dir.join("node.toml");
             std::fs::write(&config_path, config.to_toml()?)?;

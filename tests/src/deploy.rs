@@ -97,7 +97,9 @@ fn node_config(node: &Node) -> String {
          node_id = {id}\n\
          topology = \"../topology.toml\"\n\
          data_dir = \"/data\"\n\
-         listen = \"0.0.0.0:{NODE_PORT}\"\n",
+         listen = \"0.0.0.0:{NODE_PORT}\"\n\
+         # The cluster root key, the same on every node: deploy/up.sh makes it once.\n\
+         root_key_file = \"/etc/stratus/root.key\"\n",
         id = node.id,
         region = node.region,
         zone = node.zone,
@@ -155,6 +157,7 @@ services:
     volumes:
       - ./topology.toml:/etc/stratus/topology.toml:ro
       - ./nodes/{s}.toml:/etc/stratus/nodes/{s}.toml:ro
+      - ./root.key:/etc/stratus/root.key:ro
       - {s}-data:/data
     networks: [{region}, {BACKBONE_NETWORK}]
     ports: ["127.0.0.1:${{{HOST_PORT_PREFIX_ENV}:-{HOST_PORT_PREFIX_DEFAULT}}}{id:02}:{NODE_PORT}"]

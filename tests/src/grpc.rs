@@ -157,6 +157,7 @@ pub fn get_request(
         offset: None,
         length: None,
         consistency: consistency as i32,
+        encryption_key: None,
     }
 }
 

@@ -65,8 +65,12 @@ pub struct NodeConfig {
     pub node_id: NodeId,
     pub topology: PathBuf,
     pub data_dir: PathBuf,
+    /// The cluster's root key file.
+    pub root_key_file: PathBuf,
     /// The node's largest accepted object; the node's default when `None`.
     pub object_bytes_max: Option<u64>,
+    /// Shortest key-delete retention, seconds; the node's default when `None`.
+    pub key_retention_min_s: Option<u64>,
 }
 
 /// A TOML basic string holding `path`.
@@ -83,13 +87,17 @@ fn toml_path(path: &Path) -> anyhow::Result<String> {
 impl NodeConfig {
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let mut text = format!(
-            "# Written by the stratus integration tests.\nnode_id = {}\ntopology = {}\ndata_dir = {}\n",
+            "# Written by the stratus integration tests.\nnode_id = {}\ntopology = {}\ndata_dir = {}\nroot_key_file = {}\n",
             self.node_id,
             toml_path(&self.topology)?,
-            toml_path(&self.data_dir)?
+            toml_path(&self.data_dir)?,
+            toml_path(&self.root_key_file)?
         );
         if let Some(max) = self.object_bytes_max {
             text.push_str(&format!("object_bytes_max = {max}\n"));
+        }
+        if let Some(s) = self.key_retention_min_s {
+            text.push_str(&format!("key_retention_min_s = {s}\n"));
         }
         Ok(text)
     }
@@ -120,11 +128,13 @@ mod tests {
             node_id: 4,
             topology: "/t/topology.toml".into(),
             data_dir: "/t/nodes/4/data".into(),
+            root_key_file: "/t/root.key".into(),
             object_bytes_max: Some(1024),
+            key_retention_min_s: None,
         };
         assert_eq!(
             c.to_toml()?,
-            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nobject_bytes_max = 1024\n"
+            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nroot_key_file = \"/t/root.key\"\nobject_bytes_max = 1024\n"
         );
         Ok(())
     }

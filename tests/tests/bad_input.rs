@@ -59,6 +59,7 @@ async fn names_breaking_azure_rules_are_invalid_argument_stating_the_rule() -> R
                 name: name.into(),
                 region: "local".into(),
                 redundancy: pb::Redundancy::Lrs as i32,
+                disable_purge_protection: false,
             })
             .await;
         let s = expect_status(r, Code::InvalidArgument, "invalid-argument")

@@ -18,6 +18,7 @@ fn write_files(dir: &Path) -> Result<String> {
     let ports = free_ports(Layout::OneRegion.node_count()?)?;
     let (text, _) = Layout::OneRegion.render(&ports)?;
     std::fs::write(dir.join("topology.toml"), &text)?;
+    stratus_tests::cluster::write_root_key(&dir.join("root.key"))?;
     write_config(dir, &node_config(dir).to_toml()?)?;
     Ok(text)
 }
@@ -27,7 +28,9 @@ fn node_config(dir: &Path) -> NodeConfig {
         node_id: 1,
         topology: dir.join("topology.toml"),
         data_dir: dir.join("data"),
+        root_key_file: dir.join("root.key"),
         object_bytes_max: None,
+        key_retention_min_s: None,
     }
 }
 
@@ -200,6 +203,52 @@ async fn a_data_dir_of_another_node_is_refused_and_left_unchanged() -> Result<()
     ensure!(
         std::fs::read_to_string(data.join("FORMAT"))? == marker,
         "FORMAT was changed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_short_or_open_root_key_is_refused_naming_the_file_and_fix() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    write_files(dir.path())?;
+    let key = dir.path().join("root.key");
+    let path = key.display().to_string();
+
+    std::fs::remove_file(&key)?;
+    let out = run_refused(dir.path()).await?;
+    for needle in [path.as_str(), "does not exist", "chmod 600"] {
+        ensure!(
+            out.stderr.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+
+    std::fs::write(&key, [1u8; 16])?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let out = run_refused(dir.path()).await?;
+    for needle in [path.as_str(), "holds 16 bytes", "exactly 32"] {
+        ensure!(
+            out.stderr.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+
+    std::fs::write(&key, [1u8; 32])?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640))?;
+    let out = run_refused(dir.path()).await?;
+    for needle in [path.as_str(), "0640", "chmod 600"] {
+        ensure!(
+            out.stderr.contains(needle),
+            "no {needle:?} in:\n{}",
+            out.stderr
+        );
+    }
+    ensure!(
+        !dir.path().join("data").exists(),
+        "a refused node created its data dir"
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ pub async fn tenant(client: &Client, command: TenantCommand, out: Out) -> anyhow
     match command {
         TenantCommand::Create(a) => {
             let t = client
-                .create_tenant(&a.name, &a.region, a.redundancy)
+                .create_tenant_with(&a.name, &a.region, a.redundancy, !a.no_purge_protection)
                 .await?;
             if out.is_json() {
                 return out.json(&t);

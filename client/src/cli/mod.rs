@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod bench;
 pub mod dev;
+pub mod keys;
 pub mod objects;
 pub mod output;
 pub mod paths;
@@ -75,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ContainerCommand,
     },
+    /// Manage a tenant's encryption keys (KEK versions, revoke, delete, purge).
+    Key {
+        #[command(subcommand)]
+        command: keys::KeyCommand,
+    },
     /// Upload a file (or stdin with `-`) as an object.
     Put(objects::PutArgs),
     /// Download an object to a file or stdout.
@@ -135,6 +141,9 @@ pub struct TenantCreateArgs {
     /// Redundancy class.
     #[arg(long, value_parser = parse_redundancy, value_name = "lrs|zrs")]
     pub redundancy: Redundancy,
+    /// Allow purging deleted keys before their retention period ends.
+    #[arg(long)]
+    pub no_purge_protection: bool,
 }
 
 fn parse_redundancy(s: &str) -> Result<Redundancy, String> {
@@ -250,6 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container { command } => {
             admin::container(&conn.connect().await?, command, out).await
         }
+        Command::Key { command } => keys::run(&conn.connect().await?, command, out).await,
         Command::Put(args) => objects::put(&conn.connect().await?, args, out).await,
         Command::Get(args) => objects::get(&conn.connect().await?, args, out).await,
         Command::Head { path } => objects::head(&conn.connect().await?, &path, out).await,

@@ -30,6 +30,10 @@ pub struct PutArgs {
     /// Write only if no current object has this ETag; `*`: only if the key is free.
     #[arg(long, value_name = "ETAG|*")]
     pub if_none_match: Option<String>,
+    /// Protect the object with your own 256-bit key (a file of 32 raw bytes); the
+    /// cluster keeps only its SHA-256, and every get must send it again.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +49,9 @@ pub struct GetArgs {
     /// Read from any replica (may be stale) instead of the leader.
     #[arg(long)]
     pub eventual: bool,
+    /// The key file the object was put with (`put --encryption-key-file`).
+    #[arg(long, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
@@ -98,6 +105,11 @@ pub async fn put(client: &Client, args: PutArgs, out: Out) -> anyhow::Result<()>
         }
         (PutSource::File(args.file.clone()), Some(meta.len()))
     };
+    let encryption_key = args
+        .encryption_key_file
+        .as_deref()
+        .map(crate::EncryptionKey::from_file)
+        .transpose()?;
     let content_type = args
         .content_type
         .or_else(|| guess_content_type(&args.file).map(str::to_owned));
@@ -108,6 +120,7 @@ pub async fn put(client: &Client, args: PutArgs, out: Out) -> anyhow::Result<()>
         if_match: args.if_match,
         if_none_match: args.if_none_match,
         progress: bar.as_ref().map(|(_, f)| f.clone()),
+        encryption_key,
     };
     let result = client
         .put(&p.tenant, &p.container, &p.key, source, opts)
@@ -130,8 +143,8 @@ pub async fn put(client: &Client, args: PutArgs, out: Out) -> anyhow::Result<()>
     Ok(())
 }
 
-fn get_options(args: &GetArgs) -> GetOptions {
-    GetOptions {
+fn get_options(args: &GetArgs) -> anyhow::Result<GetOptions> {
+    Ok(GetOptions {
         range: args.range,
         consistency: if args.eventual {
             Consistency::Eventual
@@ -139,12 +152,17 @@ fn get_options(args: &GetArgs) -> GetOptions {
             Consistency::Strong
         },
         progress: None,
-    }
+        encryption_key: args
+            .encryption_key_file
+            .as_deref()
+            .map(crate::EncryptionKey::from_file)
+            .transpose()?,
+    })
 }
 
 pub async fn get(client: &Client, args: GetArgs, out: Out) -> anyhow::Result<()> {
     let p = &args.path;
-    let mut opts = get_options(&args);
+    let mut opts = get_options(&args)?;
     match args.file.as_deref().filter(|f| !is_stdio(f)) {
         None => {
             let mut stdout = tokio::io::stdout();

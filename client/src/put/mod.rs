@@ -58,6 +58,8 @@ pub struct PutOptions {
     pub if_none_match: Option<String>,
     /// Called after every chunk sent.
     pub progress: Option<ProgressFn>,
+    /// A customer-provided key protecting this version (reads must send it too).
+    pub encryption_key: Option<crate::EncryptionKey>,
 }
 
 impl fmt::Debug for PutOptions {
@@ -68,6 +70,7 @@ impl fmt::Debug for PutOptions {
             .field("if_match", &self.if_match)
             .field("if_none_match", &self.if_none_match)
             .field("progress", &self.progress.is_some())
+            .field("encryption_key", &self.encryption_key)
             .finish()
     }
 }
@@ -193,6 +196,10 @@ impl Client {
                 if_match: opts.if_match,
                 if_none_match: opts.if_none_match,
                 size_hint: None,
+                encryption_key: opts
+                    .encryption_key
+                    .as_ref()
+                    .map(crate::EncryptionKey::to_wire),
             },
             progress: opts.progress,
             what: format!("put of {tenant}/{container}/{key}"),

@@ -4,18 +4,23 @@
 //! and every other node as a learner, so each node has a local, eventually
 //! consistent copy for routing. Writes and linearizable reads go to its leader.
 //!
-//! Owns: [`TenantRecord`], the commands that change tenants, their application
-//! ([`state::DirectoryState`]) and the shared in-memory view ([`DirectoryView`]).
+//! Owns: [`TenantRecord`], each tenant's key vault ([`vault::KeyVault`]), the
+//! commands that change them, their application ([`state::DirectoryState`]) and the
+//! shared in-memory view ([`DirectoryView`]), which also caches unwrapped KEKs
+//! (dropped whenever the tenant's vault changes).
 //! Containers are not here: they live with the tenant's objects in its replica
 //! group (see `crate::objects`), so their existence is ordered with object writes.
 
 pub mod state;
+pub mod vault;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use stratus_core::crypto::{SecretKey, WrappedKey};
 use stratus_core::placement::GroupId;
 use stratus_core::Redundancy;
+use vault::{KeyOp, KeyRefusal, KeyVault};
 
 /// A tenant (Azure: storage account).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +55,18 @@ pub enum DirectoryCommand {
         region: String,
         redundancy: Redundancy,
         now_ms: u64,
+        /// The tenant's first KEK, already wrapped by the root key (version 1).
+        kek: WrappedKey,
+        purge_protection: bool,
     },
     DeleteTenant {
         name: String,
+    },
+    /// A key operation on a tenant's vault, at the proposer's clock reading.
+    Keys {
+        tenant: String,
+        op: KeyOp,
+        now_ms: u64,
     },
 }
 
@@ -60,6 +74,7 @@ pub enum DirectoryCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DirectoryResponse {
     Tenant(TenantRecord),
+    Vault(KeyVault),
     Deleted,
     Rejected(DirectoryRejection),
 }
@@ -73,12 +88,15 @@ pub enum DirectoryRejection {
     TenantNotFound(String),
     #[error("{0}")]
     Placement(String),
+    #[error("{0}")]
+    Keys(KeyRefusal),
 }
 
 /// The directory's contents, in memory.
 #[derive(Debug, Clone, Default)]
 pub struct DirectoryData {
     pub tenants: BTreeMap<String, TenantRecord>,
+    pub vaults: BTreeMap<String, KeyVault>,
 }
 
 impl DirectoryData {
@@ -92,10 +110,16 @@ impl DirectoryData {
     }
 }
 
+/// Unwrapped KEKs by (tenant, version).
+type KekCache = BTreeMap<(String, u32), Arc<SecretKey>>;
+
 /// A shared, read-only handle on this node's copy of the directory.
 #[derive(Clone, Default)]
 pub struct DirectoryView {
     data: Arc<RwLock<DirectoryData>>,
+    /// Unwrapped KEKs by (tenant, version); a tenant's entries go whenever its
+    /// vault changes, so a revoked key stops being usable on apply.
+    keks: Arc<Mutex<KekCache>>,
 }
 
 impl DirectoryView {
@@ -112,5 +136,32 @@ impl DirectoryView {
 
     pub fn tenant(&self, name: &str) -> Option<TenantRecord> {
         self.read(|d| d.tenants.get(name).cloned())
+    }
+
+    pub fn vault(&self, tenant: &str) -> Option<KeyVault> {
+        self.read(|d| d.vaults.get(tenant).cloned())
+    }
+
+    fn keks(&self) -> std::sync::MutexGuard<'_, KekCache> {
+        self.keks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cached unwrapped KEK.
+    pub(crate) fn cached_kek(&self, tenant: &str, version: u32) -> Option<Arc<SecretKey>> {
+        self.keks().get(&(tenant.to_string(), version)).cloned()
+    }
+
+    pub(crate) fn cache_kek(&self, tenant: &str, version: u32, kek: Arc<SecretKey>) {
+        self.keks().insert((tenant.to_string(), version), kek);
+    }
+
+    /// Drops every cached KEK of `tenant` (its vault changed).
+    pub(crate) fn forget_keks(&self, tenant: &str) {
+        self.keks().retain(|(t, _), _| t != tenant);
+    }
+
+    /// How many KEKs are cached (for tests and status).
+    pub fn cached_kek_count(&self) -> usize {
+        self.keks().len()
     }
 }

@@ -1,6 +1,7 @@
 //! Applies [`DirectoryCommand`]s. The in-memory [`DirectoryView`] is the source for
 //! reads; every change is also written to the engine so a restart reloads it.
 
+use super::vault::KeyVault;
 use super::{
     DirectoryCommand, DirectoryData, DirectoryRejection, DirectoryResponse, DirectoryView,
     TenantRecord, TenantStatus,
@@ -20,6 +21,13 @@ pub struct DirectoryState {
     topology: Arc<Topology>,
     groups: Arc<Vec<GroupSpec>>,
     view: DirectoryView,
+}
+
+fn vault_key(tenant: &str) -> Vec<u8> {
+    let mut k = keys::app(DIRECTORY_GROUP);
+    k.push(b'v');
+    k.extend_from_slice(tenant.as_bytes());
+    k
 }
 
 fn tenant_key(name: &str) -> Vec<u8> {
@@ -71,6 +79,8 @@ impl DirectoryState {
                 region,
                 redundancy,
                 now_ms,
+                kek,
+                purge_protection,
             } => {
                 if data.tenants.contains_key(&name) {
                     return DirectoryResponse::Rejected(R::TenantExists(name));
@@ -93,7 +103,11 @@ impl DirectoryState {
                     status: TenantStatus::Active,
                     created_ms: now_ms,
                 };
+                let vault = KeyVault::new(&name, kek, now_ms, purge_protection);
                 batch.put(tenant_key(&name), frame::encode(&encode(&record)));
+                batch.put(vault_key(&name), frame::encode(&encode(&vault)));
+                self.view.forget_keks(&name);
+                data.vaults.insert(name.clone(), vault);
                 data.tenants.insert(name, record.clone());
                 DirectoryResponse::Tenant(record)
             }
@@ -102,7 +116,24 @@ impl DirectoryState {
                     return DirectoryResponse::Rejected(R::TenantNotFound(name));
                 }
                 batch.remove(tenant_key(&name));
+                // The tenant's keys go with it: whatever is left of its data is shredded.
+                batch.remove(vault_key(&name));
+                data.vaults.remove(&name);
+                self.view.forget_keks(&name);
                 DirectoryResponse::Deleted
+            }
+            DirectoryCommand::Keys { tenant, op, now_ms } => {
+                let Some(vault) = data.vaults.get_mut(&tenant) else {
+                    return DirectoryResponse::Rejected(R::TenantNotFound(tenant));
+                };
+                let mut next = vault.clone();
+                if let Err(refusal) = next.apply(op, now_ms) {
+                    return DirectoryResponse::Rejected(R::Keys(refusal));
+                }
+                batch.put(vault_key(&tenant), frame::encode(&encode(&next)));
+                *vault = next.clone();
+                self.view.forget_keks(&tenant);
+                DirectoryResponse::Vault(next)
             }
         }
     }
@@ -130,9 +161,17 @@ impl Application for DirectoryState {
 
     fn reload(&mut self) -> Result<(), StorageError> {
         let tenants: Vec<TenantRecord> = self.scan_records(b't')?;
+        let vaults: Vec<KeyVault> = self.scan_records(b'v')?;
         self.view.write(|data| {
             data.tenants = tenants.into_iter().map(|t| (t.name.clone(), t)).collect();
+            data.vaults = vaults.into_iter().map(|v| (v.tenant.clone(), v)).collect();
         });
+        for tenant in self
+            .view
+            .read(|d| d.tenants.keys().cloned().collect::<Vec<_>>())
+        {
+            self.view.forget_keks(&tenant);
+        }
         Ok(())
     }
 }

@@ -17,8 +17,8 @@
 //! | key | value |
 //! |---|---|
 //! | `a` `n` tenant `\0` container | [`ContainerRecord`] |
-//! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] |
-//! | `a` `i` version (u128 BE) | inline object bytes |
+//! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] (with the wrapped data key) |
+//! | `a` `i` version (u128 BE) | inline object bytes (ciphertext + tag) |
 //! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
 //! | `r` `p` version | a chunked version whose local chunks need repair |
 //!
@@ -39,6 +39,7 @@ pub mod store;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use stratus_core::crypto::envelope::Envelope;
 
 /// `tenant/container/key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +75,9 @@ pub enum Layout {
 /// Everything known about one stored object version, except its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
+    /// Content bytes (plaintext); the stored chunks are each `TAG_BYTES` longer.
     pub size: u64,
-    /// CRC-32 of the whole content.
+    /// CRC-32 of the whole content (plaintext; the client checks it on get).
     pub crc32: u32,
     /// Random id of this version; also names its bytes.
     pub version: u128,
@@ -84,6 +86,9 @@ pub struct ObjectMeta {
     pub metadata: BTreeMap<String, String>,
     pub created_ms: u64,
     pub modified_ms: u64,
+    /// The version's wrapped data key: every version is encrypted (inline bytes
+    /// and chunks alike hold only ciphertext).
+    pub encryption: Envelope,
 }
 
 impl ObjectMeta {
@@ -195,6 +200,13 @@ pub enum ObjectCommand {
         object: ObjectId,
         if_match: Option<String>,
     },
+    /// Replaces the wrapped data key of `version` of `object` (a KEK rotation's
+    /// background re-wrap); a no-op if the object moved on to another version.
+    Rewrap {
+        object: ObjectId,
+        version: u128,
+        encryption: Envelope,
+    },
 }
 
 /// The outcome of an [`ObjectCommand`].
@@ -237,6 +249,14 @@ pub(crate) mod layout {
     pub fn containers_prefix(group: u64, tenant: &str) -> Vec<u8> {
         let mut k = keys::app(group);
         k.push(b'n');
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k
+    }
+
+    pub fn tenant_objects_prefix(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'o');
         k.extend_from_slice(tenant.as_bytes());
         k.push(0);
         k

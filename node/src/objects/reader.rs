@@ -135,6 +135,42 @@ impl ObjectReader {
             .collect()
     }
 
+    /// Up to `limit` objects of `tenant` (every container) after `start_after`
+    /// (`container`, `key`), in (container, key) order.
+    pub fn tenant_objects(
+        &self,
+        tenant: &str,
+        start_after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, ObjectMeta)>, StorageError> {
+        let prefix = layout::tenant_objects_prefix(self.group, tenant);
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
+        let after = start_after.map(|(c, k)| layout::object(self.group, tenant, c, k));
+        let start = match &after {
+            Some(a) => Bound::Excluded(a.as_slice()),
+            None => Bound::Included(prefix.as_slice()),
+        };
+        let rows = self.engine.scan(start, Bound::Excluded(&end), limit)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let rest = &k[prefix.len()..];
+                let split =
+                    rest.iter()
+                        .position(|b| *b == 0)
+                        .ok_or_else(|| StorageError::Corrupt {
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            why: "object key without a container separator".into(),
+                        })?;
+                let id = ObjectId {
+                    tenant: tenant.to_string(),
+                    container: String::from_utf8_lossy(&rest[..split]).into_owned(),
+                    key: String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+                };
+                Ok((id, Self::decode_record(&k, &v)?))
+            })
+            .collect()
+    }
+
     /// A container, if it exists.
     pub fn container(
         &self,

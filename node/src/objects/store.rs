@@ -18,6 +18,8 @@ use crate::raft::state_machine::Application;
 use crate::raft::{encode, Command, LogId, Response};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError, WriteBatch};
 use std::collections::BTreeSet;
+use stratus_core::crypto::envelope::Envelope;
+use stratus_core::crypto::TAG_BYTES;
 use stratus_core::limits::{INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 
 /// The object store of one group: the [`Application`] of replica groups.
@@ -43,7 +45,10 @@ fn check_shape(
     inline_len: Option<usize>,
 ) -> Option<String> {
     match (meta.layout, crcs, inline_len) {
-        (Layout::Inline, None, Some(len)) if len as u64 == meta.size && len <= INLINE_BYTES_MAX => {
+        (Layout::Inline, None, Some(len))
+            if len as u64 == meta.size + TAG_BYTES as u64
+                && meta.size <= INLINE_BYTES_MAX as u64 =>
+        {
             None
         }
         (Layout::Chunked { chunks }, Some(crcs), None) => {
@@ -215,6 +220,25 @@ impl ObjectStore {
         })
     }
 
+    fn rewrap(
+        &mut self,
+        batch: &mut WriteBatch,
+        object: ObjectId,
+        version: u128,
+        encryption: Envelope,
+    ) -> Result<ObjectResponse, StorageError> {
+        match self.reader.head(&object)? {
+            Some(mut meta) if meta.version == version => {
+                meta.encryption = encryption;
+                let key =
+                    layout::object(self.group(), &object.tenant, &object.container, &object.key);
+                batch.put(key, frame::encode(&encode(&meta)));
+                Ok(ObjectResponse::Stored(meta))
+            }
+            _ => Ok(ObjectResponse::NotFound),
+        }
+    }
+
     fn create_container(
         &mut self,
         batch: &mut WriteBatch,
@@ -299,6 +323,11 @@ impl Application for ObjectStore {
                 conditions,
             } => self.commit(batch, object, meta, chunk_crcs, &conditions)?,
             ObjectCommand::Delete { object, if_match } => self.delete(batch, object, if_match)?,
+            ObjectCommand::Rewrap {
+                object,
+                version,
+                encryption,
+            } => self.rewrap(batch, object, version, encryption)?,
         };
         Ok(Response::Object(response))
     }

@@ -10,6 +10,8 @@ use crate::storage::mem_blob::MemBlobStore;
 use crate::storage::mem_engine::MemEngine;
 use crate::storage::{BlobRef, EngineRef, WriteBatch};
 use std::sync::Arc;
+use stratus_core::crypto::envelope::{Envelope, KeySource};
+use stratus_core::crypto::WrappedKey;
 use stratus_core::limits::STORAGE_CHUNK_BYTES;
 
 const G: u64 = 1;
@@ -102,7 +104,22 @@ fn inline_meta(version: u128, data: &[u8]) -> ObjectMeta {
         metadata: Default::default(),
         created_ms: 10,
         modified_ms: 10,
+        encryption: Envelope {
+            source: KeySource::Tenant { kek_version: 1 },
+            dek: WrappedKey {
+                nonce: [0; 12],
+                sealed: vec![0; 48],
+            },
+        },
     }
+}
+
+/// Inline bytes as the leader stores them: the content plus a 16-byte tag (the
+/// store checks lengths only; sealing is the put pipeline's and keyring's).
+fn sealed(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.extend_from_slice(&[0xee; stratus_core::crypto::TAG_BYTES]);
+    out
 }
 
 fn chunked_meta(version: u128, data: &[u8]) -> ObjectMeta {
@@ -122,7 +139,7 @@ fn put_inline(
     ObjectCommand::PutInline {
         object: id(key),
         meta: inline_meta(version, data),
-        data: bytes::Bytes::from_static(data),
+        data: sealed(data).into(),
         conditions,
     }
 }
@@ -176,7 +193,7 @@ fn commit_makes_a_staged_version_visible_and_overwrite_drops_the_old_bytes() {
         f.has_blob(7),
         "its chunks stay for reads in flight; the sweep removes them"
     );
-    assert_eq!(f.reader.inline(8).unwrap().unwrap(), b"x");
+    assert_eq!(f.reader.inline(8).unwrap().unwrap(), sealed(b"x"));
 }
 
 #[test]
@@ -230,7 +247,7 @@ fn malformed_commits_are_refused_the_same_way_everywhere() {
     let too_big_inline = ObjectCommand::PutInline {
         object: id("k"),
         meta: inline_meta(12, &big(20_000, 0)),
-        data: big(20_000, 0).into(),
+        data: sealed(&big(20_000, 0)).into(),
         conditions: Conditions::default(),
     };
     assert!(matches!(

@@ -19,9 +19,19 @@ pub struct AdminApi {
     pub node: Arc<StratusNode>,
 }
 
-fn rejection(r: DirectoryRejection) -> NodeError {
+pub(crate) fn rejection(r: DirectoryRejection) -> NodeError {
+    use crate::directory::vault::KeyRefusal;
     use DirectoryRejection as R;
     match r {
+        R::Keys(KeyRefusal::State(m)) => NodeError::FailedPrecondition {
+            code: "key-state",
+            message: m,
+        },
+        R::Keys(KeyRefusal::Protected(m)) => NodeError::FailedPrecondition {
+            code: "purge-protected",
+            message: m,
+        },
+        R::Keys(KeyRefusal::Conflict(m)) => NodeError::Aborted(m),
         R::TenantExists(_) => NodeError::AlreadyExists(r.to_string()),
         R::TenantNotFound(t) => NodeError::TenantNotFound(t),
         R::Placement(m) => NodeError::FailedPrecondition {
@@ -99,11 +109,17 @@ impl AdminService for AdminApi {
             )
             .into());
         }
+        // The tenant's first KEK is born here and leaves this node only wrapped.
+        let kek = self.node.rng.secret_key();
+        let wrapped = self.node.keys.wrap_kek(&self.node.rng, &r.name, 1, &kek);
+        drop(kek);
         let command = DirectoryCommand::CreateTenant {
             name: r.name,
             region: r.region,
             redundancy,
             now_ms: self.node.clock.now_ms(),
+            kek: wrapped,
+            purge_protection: !r.disable_purge_protection,
         };
         match self.node.directory_write(command).await? {
             DirectoryResponse::Tenant(t) => Ok(Response::new(convert::tenant(&t))),

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod convert;
+pub mod keys;
 pub mod objects;
 pub mod peer;
 mod peer_chunks;
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use stratus_core::limits::{CLIENT_MESSAGE_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
 use stratus_proto::v1::admin_service_server::AdminServiceServer;
+use stratus_proto::v1::key_service_server::KeyServiceServer;
 use stratus_proto::v1::object_service_server::ObjectServiceServer;
 use stratus_proto::v1::peer_service_server::PeerServiceServer;
 
@@ -38,6 +40,7 @@ pub async fn serve(
     let objects = ObjectServiceServer::new(objects::ObjectApi { node: node.clone() })
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
     let admin = AdminServiceServer::new(admin::AdminApi { node: node.clone() });
+    let keys = KeyServiceServer::new(keys::KeyApi { node: node.clone() });
     let peer = PeerServiceServer::new(peer::PeerApi { node })
         .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
@@ -46,6 +49,7 @@ pub async fn serve(
         .concurrency_limit_per_connection(REQUESTS_PER_CONNECTION_MAX)
         .add_service(objects)
         .add_service(admin)
+        .add_service(keys)
         .add_service(peer)
         .add_service(health)
         .add_service(reflection)

@@ -5,12 +5,15 @@ use crate::dataplane::repair;
 use crate::directory::TenantRecord;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
+use crate::keyring::customer_key;
 use crate::node::StratusNode;
 use crate::objects::reader::ObjectReader;
 use crate::objects::{Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use futures::stream::BoxStream;
 use std::sync::Arc;
+use stratus_core::crypto::envelope::{sealed_len, ContentCipher};
+use stratus_core::crypto::CryptoError;
 use stratus_core::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_container, validate_key, validate_tenant};
 use stratus_proto::v1 as pb;
@@ -45,6 +48,9 @@ impl ObjectApi {
             validate_key(k)?;
         }
         let record = self.node.tenant(tenant).await?;
+        // Revoked, deleted or purged keys refuse every data request on every node,
+        // before any routing.
+        self.node.keys.check_usable(tenant)?;
         let group = self.node.replica_of(&record)?;
         match access {
             Access::Write => group.require_leader()?,
@@ -130,9 +136,14 @@ fn content_stream(
     reader: ObjectReader,
     id: ObjectId,
     meta: ObjectMeta,
+    cipher: Arc<ContentCipher>,
     start: u64,
     end: u64,
 ) -> BoxStream<'static, Result<pb::GetResponse, Status>> {
+    let undecryptable = |id: &ObjectId, e: CryptoError| {
+        tracing::error!(object = %id, error = %e, "stored ciphertext failed authentication");
+        Status::from(NodeError::DataLoss(format!("object {id}: {e}")))
+    };
     let chunk_message = |data: &[u8]| {
         let slice = bytes::Bytes::copy_from_slice(data);
         pb::GetResponse {
@@ -150,8 +161,11 @@ fn content_stream(
     match meta.layout {
         Layout::Inline => {
             let message = match reader.inline(meta.version) {
-                Ok(Some(data)) if data.len() as u64 == meta.size => {
-                    Ok(chunk_message(&data[start as usize..end as usize]))
+                Ok(Some(data)) if data.len() == sealed_len(meta.size as usize) => {
+                    match cipher.open(0, true, &data) {
+                        Ok(plain) => Ok(chunk_message(&plain[start as usize..end as usize])),
+                        Err(e) => Err(undecryptable(&id, e)),
+                    }
                 }
                 Ok(Some(data)) => Err(NodeError::DataLoss(format!(
                     "object {id} holds {} bytes inline, its metadata says {}",
@@ -182,8 +196,10 @@ fn content_stream(
                 }
             };
             let stream = futures::stream::iter(first..last.max(first)).then(move |index| {
-                let (node, reader, id, crcs) = (node.clone(), reader.clone(), id.clone(), crcs.clone());
+                let (node, reader, id, crcs, cipher) = (node.clone(), reader.clone(), id.clone(), crcs.clone(), cipher.clone());
                 async move {
+                    // A revoke reaches a read already streaming at its next chunk.
+                    node.keys.check_usable(&id.tenant)?;
                     let data = repair::read_chunk(&node, &reader, meta.version, index, crcs[index as usize]).await.map_err(|e| match e {
                         NodeError::DataLoss(why) => {
                             tracing::error!(object = %id, chunk = index, why, "no intact copy of a chunk");
@@ -191,6 +207,7 @@ fn content_stream(
                         }
                         other => Status::from(other),
                     })?;
+                    let data = cipher.open(index, index + 1 == chunks, &data).map_err(|e| undecryptable(&id, e))?;
                     let base = u64::from(index) * chunk;
                     let from = start.saturating_sub(base).min(data.len() as u64) as usize;
                     let to = (end - base).min(data.len() as u64) as usize;
@@ -230,6 +247,12 @@ impl ObjectService for ObjectApi {
             )
             .await?;
         let meta = self.head_local(&t)?;
+        let customer = customer_key(r.encryption_key.as_deref())?;
+        let cipher =
+            self.node
+                .keys
+                .open(&t.id, meta.version, &meta.encryption, customer.as_ref())?;
+        drop(customer);
         let (start, end) = byte_range(meta.size, r.offset, r.length)?;
         let info = pb::GetResponse {
             part: Some(pb::get_response::Part::Info(convert::object_info(
@@ -241,6 +264,7 @@ impl ObjectService for ObjectApi {
             self.node.objects(t.tenant.group),
             t.id.clone(),
             meta,
+            Arc::new(cipher),
             start,
             end,
         );

@@ -7,6 +7,11 @@
 //! and the trailer's size and CRC match what arrived, a `Commit` entry carrying the
 //! metadata and per-chunk CRCs makes the version visible.
 //!
+//! Every byte is encrypted here, on the group leader, before it reaches the log or
+//! any blob store: the version's fresh data key (wrapped in its envelope, see
+//! `crate::keyring`) seals each stored chunk, or the one inline chunk. A chunk is cut
+//! only once more data follows it, so the last chunk is known when it is sealed.
+//!
 //! **Invariant:** nothing becomes visible unless the trailer matches and the commit's
 //! conditions hold. On every failure before the commit is proposed the staged chunks
 //! are removed (here and on the members); if the commit's outcome is unknown they
@@ -16,10 +21,12 @@ use super::objects::{Access, ObjectApi};
 use crate::dataplane::fanout::Fanout;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
+use crate::keyring::customer_key;
 use crate::objects::{Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
+use stratus_core::crypto::envelope::{ContentCipher, Envelope};
 use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_content_type, validate_metadata};
 use stratus_proto::v1 as pb;
@@ -39,6 +46,10 @@ struct Upload<'a> {
     buffer: BytesMut,
     size: u64,
     crc: crc32fast::Hasher,
+    /// Seals chunks under this version's data key.
+    cipher: ContentCipher,
+    /// The version's wrapped data key, stored in its metadata.
+    envelope: Envelope,
     /// Set once the object outgrew the inline limit.
     fanout: Option<Fanout>,
     chunk_crcs: Vec<u32>,
@@ -74,21 +85,24 @@ impl Upload<'_> {
                 self.version,
             )?);
         }
-        while self.buffer.len() >= STORAGE_CHUNK_BYTES {
+        // Strictly more than a chunk: the bytes kept back make the last chunk, which
+        // is sealed as such once the trailer arrives.
+        while self.buffer.len() > STORAGE_CHUNK_BYTES {
             let full = self.buffer.split_to(STORAGE_CHUNK_BYTES).freeze();
-            self.store_chunk(full).await?;
+            self.store_chunk(&full, false).await?;
         }
         Ok(())
     }
 
-    async fn store_chunk(&mut self, data: Bytes) -> NodeResult<()> {
+    async fn store_chunk(&mut self, plain: &[u8], last: bool) -> NodeResult<()> {
         let Some(fanout) = self.fanout.as_mut() else {
             return Err(NodeError::Internal(
                 "chunk stored before the upload left the inline path".into(),
             ));
         };
         let index = self.chunk_crcs.len() as u32;
-        let crc = fanout.write(index, data).await?;
+        let sealed = Bytes::from(self.cipher.seal(index, last, plain));
+        let crc = fanout.write(index, sealed).await?;
         self.chunk_crcs.push(crc);
         Ok(())
     }
@@ -100,6 +114,16 @@ impl Upload<'_> {
         conditions: Conditions,
     ) -> NodeResult<ObjectMeta> {
         let rest = self.buffer.split().freeze();
+        // A rotation while the bytes streamed in: commit the data key under the new
+        // current KEK (the data key itself, and so the chunks, stay as they are).
+        let node = &self.api.node;
+        if let Some(envelope) =
+            node.keys
+                .rewrap(&node.rng, &self.object_id, self.version, &self.envelope)?
+        {
+            self.envelope = envelope;
+        }
+        meta.encryption = self.envelope.clone();
         let command = if self.fanout.is_none() {
             ObjectCommand::PutInline {
                 object: self.object_id.clone(),
@@ -107,13 +131,11 @@ impl Upload<'_> {
                     layout: Layout::Inline,
                     ..meta
                 },
-                data: rest,
+                data: Bytes::from(self.cipher.seal(0, true, &rest)),
                 conditions,
             }
         } else {
-            if !rest.is_empty() {
-                self.store_chunk(rest).await?;
-            }
+            self.store_chunk(&rest, true).await?;
             let count = self.chunk_crcs.len() as u32;
             if let Some(fanout) = self.fanout.as_mut() {
                 fanout.finish(count).await?;
@@ -126,6 +148,8 @@ impl Upload<'_> {
                 conditions,
             }
         };
+        // The keys may have been revoked while the bytes streamed in.
+        self.api.node.keys.check_usable(&self.object_id.tenant)?;
         let proposed = tokio::time::Instant::now();
         let outcome = self.group.propose(Command::Object(command)).await;
         self.propose_us = proposed.elapsed().as_micros() as u64;
@@ -203,11 +227,20 @@ pub(crate) async fn put(
         )
         .await?;
     let now_ms = api.node.clock.now_ms();
+    let customer = customer_key(header.encryption_key.as_deref())?;
+    let version = api.node.rng.next_u128();
+    let (envelope, cipher) =
+        api.node
+            .keys
+            .seal_new(&api.node.rng, &target.id, version, customer.as_ref())?;
+    drop(customer);
     let mut upload = Upload {
         api,
         group: target.group,
         object_id: target.id.clone(),
-        version: api.node.rng.next_u128(),
+        version,
+        cipher,
+        envelope,
         // Sized for what is coming: most objects are small, and a 256 KiB buffer per
         // put was a visible allocation cost under load. It grows as needed.
         buffer: BytesMut::with_capacity(
@@ -303,6 +336,7 @@ async fn receive_and_commit(
         metadata,
         created_ms: now_ms,
         modified_ms: now_ms,
+        encryption: upload.envelope.clone(),
     };
     upload.finish(meta, conditions).await
 }

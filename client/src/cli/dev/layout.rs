@@ -87,6 +87,36 @@ impl DevDir {
     pub fn topology_path(&self) -> PathBuf {
         self.root.join("topology.toml")
     }
+    /// The cluster root key every dev node reads (32 random bytes, mode 0600).
+    pub fn root_key_path(&self) -> PathBuf {
+        self.root.join("root.key")
+    }
+
+    /// Generates the root key on first use; an existing key is kept, since it is
+    /// the only way to read what the cluster stored.
+    fn ensure_root_key(&self) -> anyhow::Result<()> {
+        use rand::RngCore;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.root_key_path();
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create the root key {}", path.display()))?;
+        file.write_all(key.as_ref())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write the root key {}", path.display()))
+    }
+
     pub fn profile_path(&self) -> PathBuf {
         self.root.join(crate::profile::PROFILE_FILE)
     }
@@ -181,6 +211,7 @@ impl DevDir {
 
     /// Writes every node's directory and config, and the client profile.
     pub fn write_node_files(&self, topology: &Topology) -> anyhow::Result<()> {
+        self.ensure_root_key()?;
         for id in topology.nodes().keys() {
             let dir = self.node_dir(*id);
             std::fs::create_dir_all(&dir)
@@ -212,7 +243,8 @@ pub fn node_config(id: NodeId) -> String {
         "# Written by `stratus dev`; paths are relative to this file's directory.\n\
          node_id = {id}\n\
          topology = \"../../topology.toml\"\n\
-         data_dir = \"data\"\n"
+         data_dir = \"data\"\n\
+         root_key_file = \"../../root.key\"\n"
     )
 }
 
@@ -246,6 +278,17 @@ mod tests {
             cfg.contains("node_id = 3") && cfg.contains("../../topology.toml"),
             "{cfg}"
         );
+        assert!(cfg.contains("root_key_file = \"../../root.key\""), "{cfg}");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.root_key_path()).expect("root key");
+            assert_eq!(meta.len(), 32);
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            // Written once: a second preparation keeps the key.
+            let before = std::fs::read(dir.root_key_path()).expect("read");
+            dir.write_node_files(&topology).expect("again");
+            assert_eq!(std::fs::read(dir.root_key_path()).expect("read"), before);
+        }
         assert_eq!(dir.desired(3), Desired::Up);
         dir.set_desired(3, Desired::Down).expect("desired");
         assert_eq!(dir.desired(3), Desired::Down);
