@@ -182,8 +182,11 @@ impl<'a> Cursor<'a> {
             Error::OutcomeUnknown { cause, .. } => cause.as_ref(),
             other => other,
         };
-        if let (Some(tenant), Error::Transport { .. }) = (self.route.tenant(), cause) {
-            client.inner.placements.forget_unreachable(tenant, addr);
+        if let Error::Transport { .. } = cause {
+            client.inner.channels.reset(addr);
+            if let Some(tenant) = self.route.tenant() {
+                client.inner.placements.forget_unreachable(tenant, addr);
+            }
         }
     }
 

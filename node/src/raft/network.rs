@@ -80,7 +80,10 @@ impl PeerLink {
         let reply = match tokio::time::timeout(option.hard_ttl(), client.raft(message)).await {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
-            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+            Err(elapsed) => {
+                self.peers.reset_after_timeout(self.target);
+                return Err(RPCError::Unreachable(Unreachable::new(&elapsed)));
+            }
         };
         let result: Result<Resp, E> =
             decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
