@@ -390,6 +390,21 @@ impl Client {
         Ok(r.into())
     }
 
+    /// The metrics of the node at `addr` (Prometheus text format), asked of that
+    /// node alone: no retry on another node, since the answer is that node's.
+    pub async fn node_metrics(&self, addr: &str) -> Result<(u64, String), Error> {
+        let mut admin = self.inner.channels.admin(addr)?;
+        let call = async {
+            admin
+                .metrics(pb::MetricsRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| Error::from_status(&s, addr))
+        };
+        let r = with_timeout(self.inner.config.request_timeout, addr, call).await?;
+        Ok((r.node_id, r.text))
+    }
+
     /// Where a tenant's replica group lives and who leads it, asked fresh (the
     /// answer also refreshes the client's placement cache).
     pub async fn resolve_tenant(&self, tenant: &str) -> Result<Placement, Error> {

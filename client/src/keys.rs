@@ -70,6 +70,10 @@ pub enum KeyOperation {
     },
     Recover,
     Purge,
+    /// Destroy an older KEK version no data key uses any more.
+    Retire {
+        version: u32,
+    },
 }
 
 /// One KEK version of a tenant.
@@ -81,6 +85,9 @@ pub struct KeyVersion {
     pub current: bool,
     pub objects: u64,
     pub destroyed: bool,
+    /// When the version was retired, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at_ms: Option<u64>,
 }
 
 /// A tenant's key vault as the cluster reports it.
@@ -114,6 +121,7 @@ impl From<pb::KeyInfo> for KeyInfo {
                     current: v.current,
                     objects: v.objects,
                     destroyed: v.destroyed,
+                    retired_at_ms: (v.retired_at_ms > 0).then_some(v.retired_at_ms),
                 })
                 .collect(),
             purge_protection: k.purge_protection,
@@ -194,6 +202,17 @@ impl Client {
                 self.keys_call("purge keys", RetryClass::Mutation, |mut c| {
                     let req = req.clone();
                     async move { c.purge_keys(req).await }
+                })
+                .await?
+            }
+            KeyOperation::Retire { version } => {
+                let req = pb::RetireKeyRequest {
+                    tenant: tenant.to_owned(),
+                    version,
+                };
+                self.keys_call("retire key version", RetryClass::Mutation, |mut c| {
+                    let req = req.clone();
+                    async move { c.retire_key(req).await }
                 })
                 .await?
             }

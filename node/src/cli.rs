@@ -122,6 +122,7 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let settings = NodeSettings {
         object_bytes_max: config.object_bytes_max,
         key_retention_min: std::time::Duration::from_secs(config.key_retention_min_s),
+        key_retire_grace: std::time::Duration::from_secs(config.key_retire_grace_s),
         ..Default::default()
     };
     let node = StratusNode::start(NodeOptions {

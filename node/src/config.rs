@@ -6,6 +6,7 @@
 //! data_dir = "data"
 //! root_key_file = "root.key"     # 32 raw bytes, mode 0600, the same on every node
 //! # key_retention_min_s = 604800  # shortest soft-delete retention of tenant keys
+//! # key_retire_grace_s = 30       # an old KEK version may be retired this long after a rotation
 //! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
 //! # object_bytes_max = 5368709120 # default 5 GiB
 //! # cache_bytes = 67108864        # storage engine cache, default 64 MiB
@@ -21,6 +22,9 @@ pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 /// Default floor of a key delete's retention: 7 days, as Azure Key Vault.
 pub const KEY_RETENTION_MIN_S_DEFAULT: u64 = 7 * 24 * 3600;
+
+/// Default wait between a rotation and retiring the version it superseded.
+pub const KEY_RETIRE_GRACE_S_DEFAULT: u64 = 30;
 
 /// A node's configuration, every path resolved.
 #[derive(Debug, Clone)]
@@ -43,6 +47,9 @@ pub struct NodeConfig {
     pub root_key_file: PathBuf,
     /// Shortest retention a key delete may ask for, in seconds (default 7 days).
     pub key_retention_min_s: u64,
+    /// How long after a rotation the superseded KEK version may be retired, in
+    /// seconds: uploads that began under it commit within this time.
+    pub key_retire_grace_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +63,7 @@ struct RawConfig {
     cache_bytes: Option<u64>,
     root_key_file: Option<PathBuf>,
     key_retention_min_s: Option<u64>,
+    key_retire_grace_s: Option<u64>,
 }
 
 /// Why a configuration was rejected.
@@ -116,6 +124,7 @@ impl NodeConfig {
             key_retention_min_s: raw
                 .key_retention_min_s
                 .unwrap_or(KEY_RETENTION_MIN_S_DEFAULT),
+            key_retire_grace_s: raw.key_retire_grace_s.unwrap_or(KEY_RETIRE_GRACE_S_DEFAULT),
         };
         config.validate(path)?;
         Ok(config)

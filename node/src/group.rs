@@ -34,6 +34,8 @@ pub struct GroupHandle {
     pub raft: Raft,
     /// Log volume since this replica's last snapshot.
     pub counters: Arc<GroupCounters>,
+    /// This replica's log (shared with openraft), for shredding.
+    log: LogStore,
     reads: Arc<ReadBarrier>,
     proposals: Arc<ProposalQueue>,
     /// A leader whose quorum has not acknowledged it for this long stops serving.
@@ -114,7 +116,7 @@ impl GroupHandle {
             counters.clone(),
         )?;
         let network = GroupNetwork::new(peers.clone(), spec.id, me);
-        let raft = Raft::new(me, config, network, log, sm).await?;
+        let raft = Raft::new(me, config, network, log.clone(), sm).await?;
         if spec.voters.contains(&me) && !raft.is_initialized().await? {
             let members: BTreeMap<u64, BasicNode> = spec
                 .voters
@@ -133,6 +135,7 @@ impl GroupHandle {
             spec,
             raft,
             counters,
+            log,
             reads,
             proposals,
             quorum_stale_ms: timing.election_min.as_millis() as u64,
@@ -242,6 +245,35 @@ impl GroupHandle {
                 tracing::warn!(group = self.spec.id, error = %e, "snapshot trigger failed");
             }
         }
+    }
+
+    /// One step towards removing every log entry at or below `index` from this
+    /// replica's disk: snapshot past it, seal the segment holding it, purge the log
+    /// up to the snapshot. Returns true once no stored segment holds such an entry.
+    /// Called until it does (each call does at most one step's work).
+    pub async fn shred_log_through(&self, index: u64) -> bool {
+        if self
+            .log
+            .oldest_stored_index()
+            .is_none_or(|first| first > index)
+        {
+            return true;
+        }
+        // Later entries go to a new segment, so the ones holding `index` and below
+        // can be removed whole once purged.
+        self.log.seal_segment_holding(index);
+        let snapshot = self.raft.metrics().borrow().snapshot.map(|s| s.index);
+        if let Some(s) = snapshot.filter(|s| *s >= index) {
+            if let Err(e) = self.raft.trigger().purge_log(s).await {
+                tracing::warn!(group = self.spec.id, error = %e, "log purge for shredding failed");
+            }
+        }
+        // The next step purges up to this snapshot: past whatever the sealed
+        // segment received before it was sealed.
+        if let Err(e) = self.raft.trigger().snapshot().await {
+            tracing::warn!(group = self.spec.id, error = %e, "snapshot for shredding failed");
+        }
+        false
     }
 
     /// Adds planned learners missing from the membership (directory only). Called

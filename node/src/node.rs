@@ -56,6 +56,9 @@ pub struct NodeSettings {
     pub key_retention_min: Duration,
     /// How often the leader re-wraps data keys still under an older KEK version.
     pub rewrap_every: Duration,
+    /// How long after a newer KEK version appeared an older one may be retired
+    /// (uploads that began before the rotation commit within this time).
+    pub key_retire_grace: Duration,
 }
 
 impl Default for NodeSettings {
@@ -69,6 +72,7 @@ impl Default for NodeSettings {
             sweep_every: Duration::from_secs(60),
             key_retention_min: Duration::from_secs(7 * 24 * 3600),
             rewrap_every: Duration::from_secs(2),
+            key_retire_grace: Duration::from_secs(30),
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct StratusNode {
     pub settings: NodeSettings,
     /// What the orphan sweep remembers between rounds.
     pub sweep: crate::dataplane::sweep::SweepMemory,
+    /// Counters and gauges this node exports (`stratus metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl StratusNode {
@@ -184,6 +190,7 @@ impl StratusNode {
             rng,
             settings,
             sweep: Default::default(),
+            metrics: Default::default(),
         }))
     }
 
@@ -200,10 +207,25 @@ impl StratusNode {
 
     async fn maintain_groups(self: Arc<Self>) {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+        // Directory log entries at or below this index must leave this disk.
+        let mut shred: Option<u64> = None;
         loop {
             tick.tick().await;
             if let Some(dir) = self.groups.get(&DIRECTORY_GROUP) {
                 dir.ensure_learners().await;
+                if self.directory.take_shred_request() {
+                    let applied = dir.state().applied_index;
+                    shred = Some(shred.map_or(applied, |s| s.max(applied)));
+                }
+                if let Some(index) = shred {
+                    if dir.shred_log_through(index).await {
+                        tracing::info!(
+                            index,
+                            "directory log shredded: no entry at or below it is on disk"
+                        );
+                        shred = None;
+                    }
+                }
             }
             for g in self.groups.values() {
                 g.maybe_snapshot(self.settings.snapshot).await;
@@ -232,9 +254,11 @@ impl StratusNode {
     async fn rewrap_keys(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.rewrap_every);
         let mut memory = crate::rewrap::RewrapMemory::default();
+        let mut shredded = crate::shred::ShredMemory::default();
         loop {
             tick.tick().await;
             crate::rewrap::rewrap_round(&self, &mut memory).await;
+            crate::shred::shred_round(&self, &mut shredded).await;
         }
     }
 

@@ -41,6 +41,8 @@ pub struct ClusterOptions {
     pub object_bytes_max: Option<u64>,
     /// `key_retention_min_s` in every node config (the node default when `None`).
     pub key_retention_min_s: Option<u64>,
+    /// `key_retire_grace_s` in every node config (the node default when `None`).
+    pub key_retire_grace_s: Option<u64>,
     pub startup_timeout: Duration,
 }
 
@@ -50,6 +52,7 @@ impl Default for ClusterOptions {
             layout: Layout::OneRegion,
             object_bytes_max: None,
             key_retention_min_s: None,
+            key_retire_grace_s: None,
             startup_timeout: STARTUP_TIMEOUT,
         }
     }
@@ -132,6 +135,7 @@ impl Cluster {
                 root_key_file: root_key_file.clone(),
                 object_bytes_max: opts.object_bytes_max,
                 key_retention_min_s: opts.key_retention_min_s,
+                key_retire_grace_s: opts.key_retire_grace_s,
             };
             let config_path = node_dir.join("node.toml");
             std::fs::write(&config_path, config.to_toml()?)?;
@@ -363,6 +367,15 @@ impl Cluster {
         client.create_tenant(tenant, &region, redundancy).await?;
         client.create_container(tenant, container).await?;
         Ok(())
+    }
+
+    /// The whole log of node `id` so far (empty if it has none yet).
+    pub fn log(&self, id: NodeId) -> anyhow::Result<String> {
+        let n = self
+            .nodes
+            .get(&id)
+            .with_context(|| format!("node {id} is not in this cluster"))?;
+        Ok(std::fs::read_to_string(&n.log).unwrap_or_default())
     }
 
     /// The last `lines` lines of every node's log.

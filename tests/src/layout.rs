@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub object_bytes_max: Option<u64>,
     /// Shortest key-delete retention, seconds; the node's default when `None`.
     pub key_retention_min_s: Option<u64>,
+    /// Wait before a superseded KEK version may be retired, seconds.
+    pub key_retire_grace_s: Option<u64>,
 }
 
 /// A TOML basic string holding `path`.
@@ -98,6 +100,9 @@ impl NodeConfig {
         }
         if let Some(s) = self.key_retention_min_s {
             text.push_str(&format!("key_retention_min_s = {s}\n"));
+        }
+        if let Some(s) = self.key_retire_grace_s {
+            text.push_str(&format!("key_retire_grace_s = {s}\n"));
         }
         Ok(text)
     }
@@ -131,6 +136,7 @@ mod tests {
             root_key_file: "/t/root.key".into(),
             object_bytes_max: Some(1024),
             key_retention_min_s: None,
+            key_retire_grace_s: None,
         };
         assert_eq!(
             c.to_toml()?,

@@ -346,6 +346,21 @@ async fn revoke_reaches_every_node_and_delete_recover_purge_follow_the_rules() -
     .await?;
     ensure!(back == data, "different bytes after recover");
 
+    // An object under a customer-provided key: a purge cannot touch its key, so
+    // the purge must destroy the object itself.
+    client
+        .put_bytes(
+            "keyed",
+            CONTAINER,
+            "cpk",
+            data.slice(..50_000),
+            PutOptions {
+                encryption_key: Some(EncryptionKey::from_bytes(&[0x61; 32])?),
+                ..PutOptions::default()
+            },
+        )
+        .await?;
+
     // Delete again, wait out the retention, purge: the data is gone for good.
     client
         .key(
@@ -384,6 +399,136 @@ async fn revoke_reaches_every_node_and_delete_recover_purge_follow_the_rules() -
             },
         )
         .await?;
+    }
+    // Crypto-shredding: the group's leader destroys both objects and the
+    // container, and every node removes the directory log entries that carried
+    // the wrapped KEKs.
+    let ids = cluster.node_ids();
+    poll(
+        "the purged tenant's data shredded",
+        Duration::from_secs(20),
+        || async {
+            let mut objects = 0;
+            let mut containers = 0;
+            for id in &ids {
+                for line in cluster.log(*id)?.lines() {
+                    if line.contains("shredded a purged tenant's data") {
+                        objects += field(line, "objects")?;
+                        containers += field(line, "containers")?;
+                    }
+                }
+            }
+            ensure!(
+                objects == 2 && containers == 1,
+                "objects {objects}, containers {containers}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    for id in &ids {
+        poll(
+            &format!("node {id} shreds its directory log"),
+            Duration::from_secs(30),
+            || async {
+                ensure!(
+                    cluster.log(*id)?.contains("directory log shredded"),
+                    "not yet"
+                );
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The value of `name=N` in a log line.
+fn field(line: &str, name: &str) -> Result<u64> {
+    let at = line
+        .find(&format!(" {name}="))
+        .with_context(|| format!("no {name} in {line:?}"))?;
+    let rest = &line[at + name.len() + 2..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Ok(digits.parse()?)
+}
+
+#[tokio::test]
+async fn an_old_kek_version_is_retired_once_nothing_uses_it() -> Result<()> {
+    let opts = ClusterOptions {
+        key_retire_grace_s: Some(2),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(&bins!(), opts).await?;
+    let client = cluster.client().await?;
+    cluster
+        .create_tenant(&client, "retiring", Redundancy::Lrs, CONTAINER)
+        .await?;
+    let data = pattern(600_000);
+    for key in ["a", "b", "c"] {
+        client
+            .put_bytes(
+                "retiring",
+                CONTAINER,
+                key,
+                data.clone(),
+                PutOptions::default(),
+            )
+            .await?;
+    }
+    match client
+        .key("retiring", KeyOperation::Retire { version: 1 })
+        .await
+    {
+        Err(Error::FailedPrecondition { message, .. }) => {
+            ensure!(message.contains("rotate first"), "{message}")
+        }
+        other => bail!("retiring the current version: {other:?}"),
+    }
+    client.key("retiring", KeyOperation::Rotate).await?;
+    // Right after the rotation, uploads that began under version 1 may still commit.
+    match client
+        .key("retiring", KeyOperation::Retire { version: 1 })
+        .await
+    {
+        Err(Error::FailedPrecondition { code, message }) => ensure!(
+            code.as_deref() == Some("key-in-use") && message.contains("retry in"),
+            "{code:?} {message}"
+        ),
+        other => bail!("retire within the grace: {other:?}"),
+    }
+    poll("re-wrap to version 2", Duration::from_secs(30), || async {
+        let k = show(&client, "retiring").await?;
+        ensure!(k.usage_known && k.rewrap_pending == 0, "{k:?}");
+        Ok(())
+    })
+    .await?;
+    let retired = poll("retire version 1", Duration::from_secs(10), || async {
+        Ok::<_, anyhow::Error>(
+            client
+                .key("retiring", KeyOperation::Retire { version: 1 })
+                .await?,
+        )
+    })
+    .await?;
+    let v1 = retired
+        .versions
+        .iter()
+        .find(|v| v.version == 1)
+        .context("v1")?;
+    ensure!(v1.destroyed && v1.retired_at_ms.is_some(), "{retired:?}");
+    for key in ["a", "b", "c"] {
+        let back = get_all(&client, "retiring", key, GetOptions::default()).await?;
+        ensure!(back == data, "{key} changed after its old KEK was retired");
+    }
+    match client
+        .key("retiring", KeyOperation::Retire { version: 1 })
+        .await
+    {
+        Err(Error::FailedPrecondition { message, .. }) => {
+            ensure!(message.contains("already destroyed"), "{message}")
+        }
+        other => bail!("retiring twice: {other:?}"),
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ fn node_config(dir: &Path) -> NodeConfig {
         root_key_file: dir.join("root.key"),
         object_bytes_max: None,
         key_retention_min_s: None,
+        key_retire_grace_s: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `stratus key show|rotate|import|revoke|restore|delete|recover|purge TENANT`.
+//! `stratus key show|rotate|import|revoke|restore|delete|recover|purge|retire TENANT`.
 
 use super::output::{format_time_ms, print_table, Out};
 use crate::cli::output::say;
@@ -33,6 +33,13 @@ pub enum KeyCommand {
     Recover { tenant: String },
     /// Destroy deleted keys for good: the tenant's data becomes unrecoverable.
     Purge { tenant: String },
+    /// Destroy an older KEK version once no object uses it (after a rotation's
+    /// re-wrap finished; see `key show`).
+    Retire {
+        tenant: String,
+        #[arg(long, value_name = "N")]
+        version: u32,
+    },
 }
 
 pub async fn run(client: &Client, command: KeyCommand, out: Out) -> anyhow::Result<()> {
@@ -62,6 +69,11 @@ pub async fn run(client: &Client, command: KeyCommand, out: Out) -> anyhow::Resu
             (tenant, KeyOperation::Recover, Some("recovered the keys of"))
         }
         KeyCommand::Purge { tenant } => (tenant, KeyOperation::Purge, Some("purged the keys of")),
+        KeyCommand::Retire { tenant, version } => (
+            tenant,
+            KeyOperation::Retire { version },
+            Some("retired a KEK version of"),
+        ),
     };
     let info = client.key(&tenant, op).await?;
     if out.is_json() {
@@ -110,7 +122,11 @@ fn print_info(k: &KeyInfo) {
                 v.origin.clone(),
                 format_time_ms(v.created_at_ms),
                 v.objects.to_string(),
-                if v.destroyed { "destroyed" } else { "" }.to_string(),
+                match (v.destroyed, v.retired_at_ms) {
+                    (true, Some(at)) => format!("retired {}", format_time_ms(at)),
+                    (true, None) => "destroyed".to_string(),
+                    (false, _) => String::new(),
+                },
             ]
         })
         .collect();

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod bench;
 pub mod dev;
 pub mod keys;
+mod metrics;
 pub mod objects;
 pub mod output;
 pub mod paths;
@@ -117,6 +118,13 @@ pub enum Command {
 pub enum ClusterCommand {
     /// Topology with node health, and every Raft group with its leader.
     Status,
+    /// Every node's metrics (Prometheus text format; `--output json` gives one
+    /// object per series).
+    Metrics {
+        /// Only this node.
+        #[arg(long, value_name = "ID")]
+        node: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = conn.connect().await?;
             match command {
                 ClusterCommand::Status => admin::cluster_status(&client, out).await,
+                ClusterCommand::Metrics { node } => metrics::show(&client, node, out).await,
             }
         }
         Command::Tenant { command } => admin::tenant(&conn.connect().await?, command, out).await,

@@ -256,6 +256,13 @@ impl AdminService for FakeNode {
         }))
     }
 
+    async fn metrics(
+        &self,
+        _: Request<pb::MetricsRequest>,
+    ) -> Result<Response<pb::MetricsResponse>, Status> {
+        Err(Status::unimplemented("the fake node keeps no metrics"))
+    }
+
     async fn cluster_status(
         &self,
         _: Request<pb::ClusterStatusRequest>,

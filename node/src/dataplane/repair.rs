@@ -8,6 +8,7 @@
 
 use super::{version_to_wire, CHUNK_RPC_TIMEOUT};
 use crate::error::{NodeError, NodeResult};
+use crate::metrics;
 use crate::node::StratusNode;
 use crate::objects::chunks::ChunkRead;
 use crate::objects::layout;
@@ -64,9 +65,15 @@ pub async fn fetch_chunk(
         node.objects(group)
             .chunks()
             .write(version, index, &reply.data)?;
+        node.metrics
+            .inc(metrics::CHUNKS_REPAIRED, &[("group", &group.to_string())]);
         tracing::debug!(group, version = %format!("{version:032x}"), chunk = index, from = id, "repaired chunk from a peer");
         return Ok(reply.data.to_vec());
     }
+    node.metrics.inc(
+        metrics::CHUNKS_UNRECOVERABLE,
+        &[("group", &group.to_string())],
+    );
     Err(NodeError::DataLoss(format!(
         "no member of group {group} holds an intact copy of chunk {index} of version {version:032x} ({})",
         if tried.is_empty() { "no other member reachable".to_string() } else { tried.join("; ") }
@@ -94,6 +101,10 @@ pub async fn read_chunk(
         )));
     }
     if let Some(why) = why {
+        node.metrics.inc(
+            metrics::CHUNKS_CORRUPT,
+            &[("group", &reader.group().to_string())],
+        );
         tracing::error!(group = reader.group(), version = %format!("{version:032x}"), chunk = index, why, "damaged chunk on this replica; repairing from a peer");
     }
     fetch_chunk(node, reader.group(), version, index, expected_crc).await
@@ -114,12 +125,16 @@ pub async fn repair_round(node: &StratusNode, group: u64) -> NodeResult<usize> {
             continue;
         };
         for (index, crc) in (0u32..).zip(&crcs) {
-            if !matches!(
-                reader.chunks().read(version, index, Some(*crc))?,
-                ChunkRead::Intact(_)
-            ) {
-                fetch_chunk(node, group, version, index, *crc).await?;
+            match reader.chunks().read(version, index, Some(*crc))? {
+                ChunkRead::Intact(_) => continue,
+                ChunkRead::Missing => {}
+                ChunkRead::Corrupt(why) => {
+                    node.metrics
+                        .inc(metrics::CHUNKS_CORRUPT, &[("group", &group.to_string())]);
+                    tracing::error!(group, version = %format!("{version:032x}"), chunk = index, why, "damaged chunk on this replica; repairing from a peer");
+                }
             }
+            fetch_chunk(node, group, version, index, *crc).await?;
         }
         node.blobs.sync().await?;
         let mut batch = WriteBatch::new();

@@ -120,6 +120,9 @@ pub struct DirectoryView {
     /// Unwrapped KEKs by (tenant, version); a tenant's entries go whenever its
     /// vault changes, so a revoked key stops being usable on apply.
     keks: Arc<Mutex<KekCache>>,
+    /// Set when applying a command that destroyed key material (a purge, a tenant
+    /// delete): the node then shreds the directory's log on this replica.
+    shred_requested: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DirectoryView {
@@ -158,6 +161,18 @@ impl DirectoryView {
     /// Drops every cached KEK of `tenant` (its vault changed).
     pub(crate) fn forget_keks(&self, tenant: &str) {
         self.keks().retain(|(t, _), _| t != tenant);
+    }
+
+    /// Asks the node to remove the directory's older log entries from disk.
+    pub(crate) fn request_shred(&self) {
+        self.shred_requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes a pending shred request.
+    pub fn take_shred_request(&self) -> bool {
+        self.shred_requested
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many KEKs are cached (for tests and status).

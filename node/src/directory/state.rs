@@ -120,6 +120,7 @@ impl DirectoryState {
                 batch.remove(vault_key(&name));
                 data.vaults.remove(&name);
                 self.view.forget_keks(&name);
+                self.view.request_shred();
                 DirectoryResponse::Deleted
             }
             DirectoryCommand::Keys { tenant, op, now_ms } => {
@@ -127,8 +128,12 @@ impl DirectoryState {
                     return DirectoryResponse::Rejected(R::TenantNotFound(tenant));
                 };
                 let mut next = vault.clone();
+                let destroys = op.destroys_material();
                 if let Err(refusal) = next.apply(op, now_ms) {
                     return DirectoryResponse::Rejected(R::Keys(refusal));
+                }
+                if destroys {
+                    self.view.request_shred();
                 }
                 batch.put(vault_key(&tenant), frame::encode(&encode(&next)));
                 *vault = next.clone();
@@ -171,6 +176,14 @@ impl Application for DirectoryState {
             .read(|d| d.tenants.keys().cloned().collect::<Vec<_>>())
         {
             self.view.forget_keks(&tenant);
+        }
+        // A purge applied before a restart may have been shredded only partly.
+        if self.view.read(|d| {
+            d.vaults
+                .values()
+                .any(|v| matches!(v.state, super::vault::VaultState::Purged { .. }))
+        }) {
+            self.view.request_shred();
         }
         Ok(())
     }

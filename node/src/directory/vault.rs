@@ -40,6 +40,8 @@ pub struct KekVersion {
     pub wrapped: Option<WrappedKey>,
     pub origin: KeyOrigin,
     pub created_ms: u64,
+    /// When the version was retired (its material destroyed once nothing used it).
+    pub retired_ms: Option<u64>,
 }
 
 /// The lifecycle of a vault.
@@ -102,9 +104,20 @@ pub enum KeyOp {
     },
     Recover,
     Purge,
+    /// Destroys an older version's material once no data key uses it (the node
+    /// checks usage before proposing).
+    Retire {
+        version: u32,
+    },
 }
 
 impl KeyOp {
+    /// Whether applying the operation destroys key material, which must then
+    /// leave the directory's log on every replica.
+    pub fn destroys_material(&self) -> bool {
+        matches!(self, KeyOp::Purge | KeyOp::Retire { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             KeyOp::AddVersion {
@@ -117,6 +130,7 @@ impl KeyOp {
             KeyOp::Delete { .. } => "delete",
             KeyOp::Recover => "recover",
             KeyOp::Purge => "purge",
+            KeyOp::Retire { .. } => "retire",
         }
     }
 }
@@ -145,6 +159,7 @@ impl KeyVault {
                 wrapped: Some(wrapped),
                 origin: KeyOrigin::Service,
                 created_ms: now_ms,
+                retired_ms: None,
             },
         );
         KeyVault {
@@ -204,6 +219,7 @@ impl KeyVault {
                         wrapped: Some(wrapped),
                         origin,
                         created_ms: now_ms,
+                        retired_ms: None,
                     },
                 );
                 self.current = version;
@@ -258,6 +274,27 @@ impl KeyVault {
                 "purge",
                 "; delete them first with `stratus key delete`",
             )),
+            (KeyOp::Retire { version }, VaultState::Active | VaultState::Revoked { .. }) => {
+                if version == self.current {
+                    return Err(KeyRefusal::State(format!(
+                        "version {version} is the current KEK of tenant {t:?}: rotate first (`stratus key rotate {t}`), then retire it once re-wrapped"
+                    )));
+                }
+                let Some(v) = self.versions.get_mut(&version) else {
+                    return Err(KeyRefusal::State(format!(
+                        "tenant {t:?} has no KEK version {version} (see `stratus key show {t}`)"
+                    )));
+                };
+                if v.wrapped.is_none() {
+                    return Err(KeyRefusal::State(format!(
+                        "KEK version {version} of tenant {t:?} is already destroyed"
+                    )));
+                }
+                v.wrapped = None;
+                v.retired_ms = Some(now_ms);
+                Ok(())
+            }
+            (KeyOp::Retire { .. }, _) => Err(wrong("retire a version of", "")),
         }
     }
 }
@@ -309,6 +346,30 @@ mod tests {
         assert!(v.versions.values().all(|k| k.wrapped.is_none()));
         assert!(v.apply(KeyOp::Recover, 1800).is_err());
         assert!(v.why_unusable().unwrap().contains("unrecoverable"));
+    }
+
+    #[test]
+    fn only_an_older_version_is_retired_and_only_once() {
+        let mut v = KeyVault::new("acme", wrapped(1), 0, true);
+        let e = v.apply(KeyOp::Retire { version: 1 }, 1).unwrap_err();
+        assert!(e.to_string().contains("rotate first"), "{e}");
+        v.apply(
+            KeyOp::AddVersion {
+                version: 2,
+                wrapped: wrapped(2),
+                origin: KeyOrigin::Service,
+            },
+            2,
+        )
+        .unwrap();
+        assert!(v.apply(KeyOp::Retire { version: 7 }, 3).is_err());
+        v.apply(KeyOp::Retire { version: 1 }, 4).unwrap();
+        assert_eq!(v.versions[&1].wrapped, None);
+        assert_eq!(v.versions[&1].retired_ms, Some(4));
+        assert!(v.versions[&2].wrapped.is_some());
+        let e = v.apply(KeyOp::Retire { version: 1 }, 5).unwrap_err();
+        assert!(e.to_string().contains("already destroyed"), "{e}");
+        assert!(KeyOp::Retire { version: 1 }.destroys_material());
     }
 
     #[test]

@@ -207,6 +207,12 @@ pub enum ObjectCommand {
         version: u128,
         encryption: Envelope,
     },
+    /// Destroys up to `limit` of `tenant`'s objects (metadata, inline bytes and
+    /// chunk lists; the sweep removes the chunk blobs), and its containers once no
+    /// object is left: what follows a purge of the tenant's keys, so objects under
+    /// customer-provided keys are unrecoverable too. Repeated until `Shredded`
+    /// reports nothing left.
+    ShredTenant { tenant: String, limit: u32 },
 }
 
 /// The outcome of an [`ObjectCommand`].
@@ -228,6 +234,12 @@ pub enum ObjectResponse {
     },
     /// A command that does not describe a well-formed version (a bug in the proposer).
     Malformed(String),
+    /// What a `ShredTenant` removed, and whether anything of the tenant is left.
+    Shredded {
+        objects: u64,
+        containers: u64,
+        done: bool,
+    },
 }
 
 pub(crate) mod layout {

@@ -284,7 +284,51 @@ impl ObjectStore {
         self.containers.remove(&(tenant, name));
         Ok(ObjectResponse::ContainerDeleted)
     }
+
+    fn shred_tenant(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: String,
+        limit: u32,
+    ) -> Result<ObjectResponse, StorageError> {
+        let limit = limit.clamp(1, SHRED_OBJECTS_MAX) as usize;
+        // One past the limit tells whether objects remain after this batch.
+        let mut page = self.reader.tenant_objects(&tenant, None, limit + 1)?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        for (id, meta) in &page {
+            batch.remove(layout::object(
+                self.group(),
+                &id.tenant,
+                &id.container,
+                &id.key,
+            ));
+            self.drop_version(batch, meta);
+        }
+        let mut containers = 0;
+        if !more {
+            let names: Vec<String> = self
+                .containers
+                .iter()
+                .filter(|(t, _)| *t == tenant)
+                .map(|(_, c)| c.clone())
+                .collect();
+            for name in names {
+                batch.remove(layout::container(self.group(), &tenant, &name));
+                self.containers.remove(&(tenant.clone(), name));
+                containers += 1;
+            }
+        }
+        Ok(ObjectResponse::Shredded {
+            objects: page.len() as u64,
+            containers,
+            done: !more,
+        })
+    }
 }
+
+/// Objects one `ShredTenant` entry removes at most (bounds the entry's batch).
+pub const SHRED_OBJECTS_MAX: u32 = 1024;
 
 impl Application for ObjectStore {
     fn apply(
@@ -328,6 +372,9 @@ impl Application for ObjectStore {
                 version,
                 encryption,
             } => self.rewrap(batch, object, version, encryption)?,
+            ObjectCommand::ShredTenant { tenant, limit } => {
+                self.shred_tenant(batch, tenant, limit)?
+            }
         };
         Ok(Response::Object(response))
     }

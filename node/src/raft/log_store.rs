@@ -66,6 +66,16 @@ impl LogStore {
         })
     }
 
+    /// See [`SegmentLog::oldest_stored_index`].
+    pub fn oldest_stored_index(&self) -> Option<u64> {
+        self.log().oldest_stored_index()
+    }
+
+    /// See [`SegmentLog::seal_current_if_holds`].
+    pub fn seal_segment_holding(&self, index: u64) {
+        self.log().seal_current_if_holds(index)
+    }
+
     /// Turns a stored committed vote for `me` back into a plain vote for itself,
     /// so the replica restarts as a follower and leads again only after winning an
     /// election in a new term.

@@ -45,6 +45,8 @@ pub struct SegmentLog {
     /// Payloads of the most recent entries, at most `RECENT_BYTES_MAX` bytes.
     recent: BTreeMap<u64, Arc<Vec<u8>>>,
     recent_bytes: usize,
+    /// A segment that takes no more appends (see [`SegmentLog::seal_current`]).
+    sealed: Option<u64>,
 }
 
 fn prefix(group: u64) -> String {
@@ -92,6 +94,7 @@ impl SegmentLog {
             segments: BTreeMap::new(),
             recent: BTreeMap::new(),
             recent_bytes: 0,
+            sealed: None,
         };
         let mut names: Vec<(u64, String)> = Vec::new();
         for name in log.blobs.list(&prefix(group))? {
@@ -218,7 +221,7 @@ impl SegmentLog {
         }
         let current = self.segments.iter().next_back().map(|(s, len)| (*s, *len));
         let (segment, mut offset) = match current {
-            Some((s, len)) if len < SEGMENT_BYTES_TARGET => (s, len),
+            Some((s, len)) if len < SEGMENT_BYTES_TARGET && self.sealed != Some(s) => (s, len),
             _ => {
                 self.segments.insert(*first, 0);
                 (*first, 0)
@@ -322,6 +325,32 @@ impl SegmentLog {
         Ok(())
     }
 
+    /// The first index any stored segment still holds records from (purged or not):
+    /// every record below it is gone from this node's disk.
+    pub fn oldest_stored_index(&self) -> Option<u64> {
+        self.segments.keys().next().copied()
+    }
+
+    /// Makes the next append start a new segment, so that a later purge past the
+    /// current segment's last entry can remove it whole. Used to shred entries
+    /// that must leave the disk (a purged key vault's wrapped keys) without
+    /// rewriting a segment in place.
+    pub fn seal_current(&mut self) {
+        self.sealed = self.segments.keys().next_back().copied();
+    }
+
+    /// Seals the current segment if it holds records at or below `index`.
+    pub fn seal_current_if_holds(&mut self, index: u64) {
+        if self
+            .segments
+            .keys()
+            .next_back()
+            .is_some_and(|first| *first <= index)
+        {
+            self.seal_current();
+        }
+    }
+
     /// Forgets entries up to `upto` and removes the segments holding only those
     /// (the last segment stays: appends continue there).
     pub fn purge(&mut self, upto: u64) -> Result<(), StorageError> {
@@ -333,6 +362,15 @@ impl SegmentLog {
             if pair[1] <= upto + 1 {
                 self.blobs.remove(&segment_name(self.group, pair[0]))?;
                 self.segments.remove(&pair[0]);
+            }
+        }
+        // A sealed last segment takes no more appends: once every record in it is
+        // purged it can go too (the next append starts a new one).
+        if let Some(last) = self.segments.keys().next_back().copied() {
+            if self.sealed == Some(last) && self.slots.range(last..).next().is_none() {
+                self.blobs.remove(&segment_name(self.group, last))?;
+                self.segments.remove(&last);
+                self.sealed = None;
             }
         }
         Ok(())
@@ -433,5 +471,50 @@ mod tests {
             "segment 1..2 held only purged entries"
         );
         assert_eq!(log.read(0, 100).unwrap(), entries(4..7));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_segment_leaves_the_disk_once_purged_past_its_end() {
+        let (mem, blobs) = store();
+        let mut log = SegmentLog::open(blobs.clone(), 0, None).unwrap();
+        let secret = b"wrapped-kek-bytes".to_vec();
+        let holds_secret = |mem: &MemBlobStore| {
+            mem.names().into_iter().any(|name| {
+                let bytes = blobs
+                    .read_at(&name, 0, 1 << 20)
+                    .unwrap()
+                    .unwrap_or_default();
+                bytes.windows(secret.len()).any(|w| w == secret.as_slice())
+            })
+        };
+        log.append(&[(1, secret.clone()), (2, b"other".to_vec())])
+            .unwrap();
+        log.seal_current_if_holds(1);
+        log.append(&entries(3..5)).unwrap();
+        assert_eq!(
+            mem.names().len(),
+            2,
+            "the append after sealing opened a segment"
+        );
+        assert_eq!(log.oldest_stored_index(), Some(1));
+        log.purge(2).unwrap();
+        assert_eq!(log.oldest_stored_index(), Some(3));
+        assert!(!holds_secret(&mem), "a purged entry is still on disk");
+        assert_eq!(log.read(0, 100).unwrap(), entries(3..5));
+
+        // Reopened, the log serves the same entries and appends after them.
+        let mut log = SegmentLog::open(blobs.clone(), 0, Some(2)).unwrap();
+        log.append(&entries(5..6)).unwrap();
+        assert_eq!(log.read(0, 100).unwrap(), entries(3..6));
+
+        // A sealed last segment goes once everything in it is purged, even with no
+        // newer segment after it.
+        log.seal_current_if_holds(5);
+        log.purge(5).unwrap();
+        assert_eq!(log.oldest_stored_index(), None);
+        assert!(mem.names().is_empty(), "{:?}", mem.names());
+        log.append(&entries(6..7)).unwrap();
+        assert_eq!(log.read(0, 100).unwrap(), entries(6..7));
+        assert_eq!(log.oldest_stored_index(), Some(6));
     }
 }

@@ -293,4 +293,14 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         Ok(Response::new(status::cluster_status(&self.node).await))
     }
+
+    async fn metrics(
+        &self,
+        _request: Request<pb::MetricsRequest>,
+    ) -> Result<Response<pb::MetricsResponse>, Status> {
+        Ok(Response::new(pb::MetricsResponse {
+            node_id: self.node.id,
+            text: self.node.metrics.render(self.node.id),
+        }))
+    }
 }

@@ -130,6 +130,7 @@ fn key_info(vault: &KeyVault, usage: Option<&KeyUsage>) -> pb::KeyInfo {
                 .and_then(|u| u.kek_versions.get(v).copied())
                 .unwrap_or(0),
             destroyed: k.wrapped.is_none(),
+            retired_at_ms: k.retired_ms.unwrap_or(0),
         })
         .collect();
     pb::KeyInfo {
@@ -244,6 +245,58 @@ impl KeyService for KeyApi {
         Ok(Response::new(
             self.apply(&request.into_inner().tenant, KeyOp::Recover)
                 .await?,
+        ))
+    }
+
+    async fn retire_key(
+        &self,
+        request: Request<pb::RetireKeyRequest>,
+    ) -> Result<Response<pb::KeyInfo>, Status> {
+        let r = request.into_inner();
+        let vault = self.vault(&r.tenant).await?;
+        let t = &r.tenant;
+        // A put that read the current version just before a rotation may still
+        // commit a data key wrapped by the older one: give such commits time to land
+        // (and the re-wrap to move them) before trusting the usage count.
+        let grace_ms = self.node.settings.key_retire_grace.as_millis() as u64;
+        let newer_ms = vault
+            .versions
+            .range(r.version + 1..)
+            .map(|(_, k)| k.created_ms)
+            .min();
+        let now_ms = self.node.clock.now_ms();
+        match newer_ms {
+            Some(created) if now_ms.saturating_sub(created) >= grace_ms => {}
+            Some(created) => {
+                return Err(NodeError::FailedPrecondition {
+                    code: "key-in-use",
+                    message: format!(
+                        "KEK version {} of tenant {t:?} was superseded only {} s ago; uploads that began before may still use it: retry in {} s",
+                        r.version,
+                        now_ms.saturating_sub(created) / 1000,
+                        (grace_ms - now_ms.saturating_sub(created)).div_ceil(1000)
+                    ),
+                }
+                .into())
+            }
+            None => {} // the vault refuses: current or unknown version
+        }
+        if newer_ms.is_some() {
+            let usage = self.usage(t).await?;
+            let users = usage.kek_versions.get(&r.version).copied().unwrap_or(0);
+            if users > 0 {
+                return Err(NodeError::FailedPrecondition {
+                    code: "key-in-use",
+                    message: format!(
+                        "{users} objects of tenant {t:?} still have their data key wrapped by KEK version {}: wait until `stratus key show {t}` reports no re-wrap pending, then retire it",
+                        r.version
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok(Response::new(
+            self.apply(t, KeyOp::Retire { version: r.version }).await?,
         ))
     }
 

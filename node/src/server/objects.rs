@@ -6,6 +6,7 @@ use crate::directory::TenantRecord;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
 use crate::keyring::customer_key;
+use crate::metrics;
 use crate::node::StratusNode;
 use crate::objects::reader::ObjectReader;
 use crate::objects::{Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
@@ -140,9 +141,15 @@ fn content_stream(
     start: u64,
     end: u64,
 ) -> BoxStream<'static, Result<pb::GetResponse, Status>> {
-    let undecryptable = |id: &ObjectId, e: CryptoError| {
-        tracing::error!(object = %id, error = %e, "stored ciphertext failed authentication");
-        Status::from(NodeError::DataLoss(format!("object {id}: {e}")))
+    let group = reader.group().to_string();
+    let undecryptable = {
+        let (node, group) = (node.clone(), group.clone());
+        move |id: &ObjectId, e: CryptoError| {
+            node.metrics
+                .inc(metrics::DECRYPT_FAILURES, &[("group", group.as_str())]);
+            tracing::error!(object = %id, error = %e, "stored ciphertext failed authentication");
+            Status::from(NodeError::DataLoss(format!("object {id}: {e}")))
+        }
     };
     let chunk_message = |data: &[u8]| {
         let slice = bytes::Bytes::copy_from_slice(data);
@@ -174,7 +181,16 @@ fn content_stream(
                 ))
                 .into()),
                 Ok(None) => Err(changed(&id)),
-                Err(e) => Err(Status::from(NodeError::from(e))),
+                Err(e) => {
+                    node.metrics
+                        .inc(metrics::INLINE_CORRUPT, &[("group", group.as_str())]);
+                    tracing::error!(object = %id, error = %e, "damaged inline object record");
+                    Err(NodeError::DataLoss(format!(
+                        "object {id}: its stored record on node {} is damaged ({e})",
+                        node.id
+                    ))
+                    .into())
+                }
             };
             Box::pin(futures::stream::iter((start < end).then_some(message)))
         }
@@ -197,6 +213,7 @@ fn content_stream(
             };
             let stream = futures::stream::iter(first..last.max(first)).then(move |index| {
                 let (node, reader, id, crcs, cipher) = (node.clone(), reader.clone(), id.clone(), crcs.clone(), cipher.clone());
+                let undecryptable = undecryptable.clone();
                 async move {
                     // A revoke reaches a read already streaming at its next chunk.
                     node.keys.check_usable(&id.tenant)?;

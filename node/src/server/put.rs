@@ -21,12 +21,12 @@ use super::objects::{Access, ObjectApi};
 use crate::dataplane::fanout::Fanout;
 use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
-use crate::keyring::customer_key;
+use crate::keyring::{customer_key, NewVersionKey};
 use crate::objects::{Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
-use stratus_core::crypto::envelope::{ContentCipher, Envelope};
+use stratus_core::crypto::envelope::KeySource;
 use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_content_type, validate_metadata};
 use stratus_proto::v1 as pb;
@@ -46,10 +46,9 @@ struct Upload<'a> {
     buffer: BytesMut,
     size: u64,
     crc: crc32fast::Hasher,
-    /// Seals chunks under this version's data key.
-    cipher: ContentCipher,
-    /// The version's wrapped data key, stored in its metadata.
-    envelope: Envelope,
+    /// The version's data key, its envelope (stored in its metadata) and the
+    /// cipher sealing its chunks.
+    key: NewVersionKey,
     /// Set once the object outgrew the inline limit.
     fanout: Option<Fanout>,
     chunk_crcs: Vec<u32>,
@@ -101,7 +100,7 @@ impl Upload<'_> {
             ));
         };
         let index = self.chunk_crcs.len() as u32;
-        let sealed = Bytes::from(self.cipher.seal(index, last, plain));
+        let sealed = Bytes::from(self.key.cipher.seal(index, last, plain));
         let crc = fanout.write(index, sealed).await?;
         self.chunk_crcs.push(crc);
         Ok(())
@@ -116,14 +115,20 @@ impl Upload<'_> {
         let rest = self.buffer.split().freeze();
         // A rotation while the bytes streamed in: commit the data key under the new
         // current KEK (the data key itself, and so the chunks, stay as they are).
+        // Wrapped again from the data key itself, so the older KEK is not needed (it
+        // may have been retired meanwhile).
         let node = &self.api.node;
-        if let Some(envelope) =
-            node.keys
-                .rewrap(&node.rng, &self.object_id, self.version, &self.envelope)?
-        {
-            self.envelope = envelope;
+        if let KeySource::Tenant { kek_version } = self.key.envelope.source {
+            if kek_version != node.keys.current_version(&self.object_id.tenant)? {
+                self.key.envelope = node.keys.wrap_under_current(
+                    &node.rng,
+                    &self.object_id,
+                    self.version,
+                    &self.key.dek,
+                )?;
+            }
         }
-        meta.encryption = self.envelope.clone();
+        meta.encryption = self.key.envelope.clone();
         let command = if self.fanout.is_none() {
             ObjectCommand::PutInline {
                 object: self.object_id.clone(),
@@ -131,7 +136,7 @@ impl Upload<'_> {
                     layout: Layout::Inline,
                     ..meta
                 },
-                data: Bytes::from(self.cipher.seal(0, true, &rest)),
+                data: Bytes::from(self.key.cipher.seal(0, true, &rest)),
                 conditions,
             }
         } else {
@@ -229,18 +234,17 @@ pub(crate) async fn put(
     let now_ms = api.node.clock.now_ms();
     let customer = customer_key(header.encryption_key.as_deref())?;
     let version = api.node.rng.next_u128();
-    let (envelope, cipher) =
-        api.node
-            .keys
-            .seal_new(&api.node.rng, &target.id, version, customer.as_ref())?;
+    let key = api
+        .node
+        .keys
+        .seal_new(&api.node.rng, &target.id, version, customer.as_ref())?;
     drop(customer);
     let mut upload = Upload {
         api,
         group: target.group,
         object_id: target.id.clone(),
         version,
-        cipher,
-        envelope,
+        key,
         // Sized for what is coming: most objects are small, and a 256 KiB buffer per
         // put was a visible allocation cost under load. It grows as needed.
         buffer: BytesMut::with_capacity(
@@ -336,7 +340,7 @@ async fn receive_and_commit(
         metadata,
         created_ms: now_ms,
         modified_ms: now_ms,
-        encryption: upload.envelope.clone(),
+        encryption: upload.key.envelope.clone(),
     };
     upload.finish(meta, conditions).await
 }

@@ -1,11 +1,13 @@
 //! `stratus bench`: throughput and latency of a running cluster, next to the
-//! ceilings of the disk holding its data, measured in the same run.
+//! ceilings of the disk holding its data and of this machine's AES-GCM, measured
+//! in the same run.
 //!
 //! Creates a fresh LRS tenant (`bench<digits>`) and container, measures the disk
 //! (sequential write, fsync rate), runs PUT 4 KiB ×64, GET 4 KiB ×64, PUT 1 MiB ×8,
 //! GET 1 MiB ×8, prints each against its ceiling and target, and deletes what it
 //! created (best effort, also after Ctrl-C).
 
+pub mod crypto;
 pub mod disk;
 pub mod load;
 pub mod report;
@@ -158,6 +160,12 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
         eprintln!("measuring the disk under {}…", data_dir.display());
     }
     let disk = disk::measure(&data_dir, seq_bytes, fsync_for).await?;
+    let crypto = crypto::measure(if args.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    })
+    .await?;
 
     let tenant = format!(
         "bench{:08}",
@@ -220,13 +228,14 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     cleanup(&client, &target, &written, out).await;
     outcome?;
 
-    let mut checks = report::checks(&disk, &results);
+    let mut checks = report::checks(&disk, &crypto, &results);
     checks.extend(streamed.as_ref().and_then(report::stream_check));
     let report = report::Report {
         checks,
         tenant,
         region,
         disk,
+        crypto,
         phases: results,
         stream: streamed,
     };

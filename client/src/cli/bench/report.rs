@@ -1,6 +1,7 @@
 //! Bench figures against their ceilings and targets (DESIGN.md section 6 and the
 //! issue's thresholds), as text or JSON.
 
+use super::crypto::CryptoCeilings;
 use super::disk::DiskCeilings;
 use super::load::PhaseResult;
 use super::stream::{StreamResult, RSS_CEILING_BYTES};
@@ -49,6 +50,7 @@ pub struct Report {
     pub tenant: String,
     pub region: String,
     pub disk: DiskCeilings,
+    pub crypto: CryptoCeilings,
     pub phases: Vec<PhaseResult>,
     /// The opt-in streaming phase, when it ran.
     pub stream: Option<StreamResult>,
@@ -81,7 +83,7 @@ fn phase<'a>(phases: &'a [PhaseResult], name: &str) -> Option<&'a PhaseResult> {
 }
 
 /// The checks of DESIGN.md section 6 and of the issue, for the phases that ran.
-pub fn checks(disk: &DiskCeilings, phases: &[PhaseResult]) -> Vec<Check> {
+pub fn checks(disk: &DiskCeilings, crypto: &CryptoCeilings, phases: &[PhaseResult]) -> Vec<Check> {
     let mut out = Vec::new();
     let per_replica_mb_s = disk.seq_write_mb_s / 3.0;
     if let Some(p) = phase(phases, "put-1m") {
@@ -116,6 +118,15 @@ pub fn checks(disk: &DiskCeilings, phases: &[PhaseResult]) -> Vec<Check> {
             "ops/s",
         ));
     }
+    if let Some(p) = phase(phases, "get-1m") {
+        out.push(check(
+            "GET 1 MiB MB/s ≥ 0.5 × one core's AES-GCM open rate",
+            "DESIGN",
+            p.mb_s,
+            0.5 * crypto.open_mb_s,
+            "MB/s",
+        ));
+    }
     if let Some(p) = phase(phases, "get-4k") {
         out.push(check(
             "GET 4 KiB ops/s ≥ 20,000",
@@ -137,6 +148,11 @@ pub fn print_text(r: &Report) {
         r.disk.seq_write_mb_s,
         r.disk.seq_bytes / (1024 * 1024),
         r.disk.fsync_ops_s
+    );
+    say!(
+        "crypto ceiling (AES-256-GCM, 256 KiB chunks, 1 core): seal {:.0} MB/s, open {:.0} MB/s",
+        r.crypto.seal_mb_s,
+        r.crypto.open_mb_s
     );
     say!("");
     say!(
@@ -161,6 +177,9 @@ pub fn print_text(r: &Report) {
                 format!("{:.2} × fsync rate", p.ops_s / r.disk.fsync_ops_s)
             }
             "get-4k" => format!("{:.2} × 20,000 ops/s", p.ops_s / GET_4K_OPS_TARGET),
+            "get-1m" if r.crypto.open_mb_s > 0.0 => {
+                format!("{:.2} × AES-GCM open (1 core)", p.mb_s / r.crypto.open_mb_s)
+            }
             _ => String::new(),
         };
         say!(
@@ -244,9 +263,19 @@ mod tests {
             seq_write_mb_s: 300.0,
             fsync_ops_s: 500.0,
         };
-        let phases = [result("put-1m", 0.0, 30.0), result("put-4k", 800.0, 3.2)];
-        let c = checks(&disk, &phases);
-        assert_eq!(c.len(), 4);
+        let crypto = CryptoCeilings {
+            seal_mb_s: 2000.0,
+            open_mb_s: 1000.0,
+        };
+        let phases = [
+            result("put-1m", 0.0, 30.0),
+            result("put-4k", 800.0, 3.2),
+            result("get-1m", 0.0, 600.0),
+        ];
+        let c = checks(&disk, &crypto, &phases);
+        assert_eq!(c.len(), 5);
+        // 600 MB/s vs half of 1000: pass, ratio 1.2.
+        assert!(c[4].pass && (c[4].ratio - 1.2).abs() < 1e-9);
         // 0.25 × 100 = 25 MB/s: 30 passes; 0.6 × 100 = 60: below.
         assert!(c[0].pass && (c[0].target - 25.0).abs() < 1e-9);
         assert!(!c[1].pass && (c[1].target - 60.0).abs() < 1e-9);
