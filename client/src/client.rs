@@ -177,6 +177,11 @@ impl Client {
             .clone()
     }
 
+    /// An admin-service client for `addr`.
+    pub(crate) fn admin_client(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {
+        self.inner.channels.admin(addr)
+    }
+
     pub(crate) fn preferred_endpoint(&self) -> usize {
         self.inner.preferred.load(Ordering::Relaxed)
     }
@@ -195,7 +200,7 @@ impl Client {
     }
 
     /// Runs a unary admin call on any node, with retries of class `class`.
-    async fn admin<T, F, Fut>(
+    pub(crate) async fn admin<T, F, Fut>(
         &self,
         op: &'static str,
         class: RetryClass,

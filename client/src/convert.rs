@@ -3,8 +3,8 @@
 //! the request builders of each operation.
 
 use crate::model::{
-    ClusterStatus, Consistency, ContainerInfo, GroupStatus, Member, NodeStatus, ObjectInfo,
-    Placement, RegionStatus, ReplicaStatus, TenantInfo,
+    ClusterStatus, Consistency, ContainerInfo, FailoverInfo, GeoStatus, GroupStatus, Member,
+    NodeStatus, ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,
 };
 use stratus_core::Redundancy;
 use stratus_proto::v1 as pb;
@@ -26,6 +26,10 @@ pub(crate) fn redundancy_from_pb(value: i32) -> Option<Redundancy> {
     match pb::Redundancy::try_from(value).ok()? {
         pb::Redundancy::Lrs => Some(Redundancy::Lrs),
         pb::Redundancy::Zrs => Some(Redundancy::Zrs),
+        pb::Redundancy::Grs => Some(Redundancy::Grs),
+        pb::Redundancy::RaGrs => Some(Redundancy::RaGrs),
+        pb::Redundancy::Gzrs => Some(Redundancy::Gzrs),
+        pb::Redundancy::RaGzrs => Some(Redundancy::RaGzrs),
         pb::Redundancy::Unspecified => None,
     }
 }
@@ -34,6 +38,10 @@ pub(crate) fn redundancy_to_pb(r: Redundancy) -> pb::Redundancy {
     match r {
         Redundancy::Lrs => pb::Redundancy::Lrs,
         Redundancy::Zrs => pb::Redundancy::Zrs,
+        Redundancy::Grs => pb::Redundancy::Grs,
+        Redundancy::RaGrs => pb::Redundancy::RaGrs,
+        Redundancy::Gzrs => pb::Redundancy::Gzrs,
+        Redundancy::RaGzrs => pb::Redundancy::RaGzrs,
     }
 }
 
@@ -41,6 +49,7 @@ pub(crate) fn consistency_to_pb(c: Consistency) -> i32 {
     match c {
         Consistency::Strong => pb::Consistency::Strong as i32,
         Consistency::Eventual => pb::Consistency::Eventual as i32,
+        Consistency::Secondary => pb::Consistency::Secondary as i32,
     }
 }
 
@@ -58,6 +67,7 @@ impl From<pb::ObjectInfo> for ObjectInfo {
             metadata: o.metadata.into_iter().collect(),
             created_at_ms: o.created_at_ms,
             modified_at_ms: o.modified_at_ms,
+            last_sync_ms: o.last_sync_ms,
         }
     }
 }
@@ -71,6 +81,45 @@ impl From<pb::Tenant> for TenantInfo {
             status: t.status,
             group_id: t.group_id,
             created_at_ms: t.created_at_ms,
+            epoch: t.epoch,
+            geo: t.geo.map(Into::into),
+            failovers: t.failovers.into_iter().map(Into::into).collect(),
+            auto_failover_after_s: non_zero(t.auto_failover_after_s),
+        }
+    }
+}
+
+impl From<pb::GeoInfo> for GeoStatus {
+    fn from(g: pb::GeoInfo) -> Self {
+        GeoStatus {
+            secondary_region: g.secondary_region,
+            secondary_group_id: g.secondary_group_id,
+            status: g.status,
+            last_sync_ms: non_zero(g.last_sync_ms),
+            lag_seconds: g.lag_seconds,
+            lag_operations: g.lag_operations,
+            seed: (g.seed_objects_total > 0 || g.seed_objects_done > 0)
+                .then_some((g.seed_objects_done, g.seed_objects_total)),
+            source: g.source,
+        }
+    }
+}
+
+impl From<pb::FailoverInfo> for FailoverInfo {
+    fn from(f: pb::FailoverInfo) -> Self {
+        FailoverInfo {
+            epoch: f.epoch,
+            planned: f.planned,
+            at_ms: f.at_ms,
+            from_region: f.from_region,
+            from_group_id: f.from_group_id,
+            to_region: f.to_region,
+            to_group_id: f.to_group_id,
+            last_sync_ms: f.last_sync_ms,
+            lost_operations_max: f.lost_operations_max,
+            reprotect: f.reprotect,
+            recovery_container: non_empty(f.recovery_container),
+            recovered_objects: f.recovered_objects,
         }
     }
 }
@@ -100,6 +149,16 @@ impl From<pb::Placement> for Placement {
                 .collect(),
             leader_id: non_zero(p.leader_id),
             leader_addr: non_empty(p.leader_addr),
+            secondary_group_id: non_zero(p.secondary_group_id),
+            secondary_members: p
+                .secondary_members
+                .into_iter()
+                .map(|m| Member {
+                    node_id: m.node_id,
+                    addr: m.addr,
+                })
+                .collect(),
+            read_access: p.read_access,
         }
     }
 }
@@ -181,6 +240,7 @@ mod tests {
             }],
             leader_id: 0,
             leader_addr: String::new(),
+            ..Default::default()
         }
         .into();
         assert_eq!(p.leader_id, None);

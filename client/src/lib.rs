@@ -34,6 +34,7 @@ mod convert;
 pub mod error;
 #[cfg(test)]
 mod fake_cluster_tests;
+mod geo;
 mod get;
 mod keys;
 pub mod model;
@@ -46,11 +47,12 @@ mod routing;
 pub use channels::{DialedIo, Dialer};
 pub use client::{Client, ClientConfig};
 pub use error::Error;
+pub use geo::{TenantUpdate, FAILOVER_TIMEOUT};
 pub use get::{GetOptions, ObjectStream};
 pub use keys::{EncryptionKey, KeyInfo, KeyOperation, KeyVersion};
 pub use model::{
-    ClusterStatus, Consistency, ContainerInfo, GroupStatus, ListPage, Member, NodeStatus,
-    ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,
+    ClusterStatus, Consistency, ContainerInfo, FailoverInfo, GeoStatus, GroupStatus, ListPage,
+    Member, NodeStatus, ObjectInfo, Placement, RegionStatus, ReplicaStatus, TenantInfo,
 };
 pub use profile::{resolve_endpoints, resolve_profile, EndpointSources, Profile};
 pub use put::{PutOptions, PutSource, PUT_CHUNK_BYTES, REPLAY_BYTES_MAX};

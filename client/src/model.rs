@@ -15,6 +15,9 @@ pub enum Consistency {
     Strong,
     /// Served by any replica of the group; may be stale.
     Eventual,
+    /// Served by the tenant's secondary (paired-region) copy: RA-GRS and RA-GZRS
+    /// only; eventually consistent, with the copy's last sync time.
+    Secondary,
 }
 
 fn redundancy_str<S: Serializer>(r: &Option<Redundancy>, s: S) -> Result<S::Ok, S::Error> {
@@ -40,6 +43,9 @@ pub struct ObjectInfo {
     pub metadata: BTreeMap<String, String>,
     pub created_at_ms: u64,
     pub modified_at_ms: u64,
+    /// On answers from the secondary copy: its last sync time (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync_ms: Option<u64>,
 }
 
 /// One page of an object listing.
@@ -51,7 +57,7 @@ pub struct ListPage {
 }
 
 /// A tenant (Azure: storage account).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantInfo {
     pub name: String,
     /// Home (primary) region.
@@ -63,6 +69,58 @@ pub struct TenantInfo {
     /// Replica group holding the tenant's objects (0 when not yet placed).
     pub group_id: u64,
     pub created_at_ms: u64,
+    /// Grows with every failover.
+    pub epoch: u64,
+    /// The geo copy, for GRS, RA-GRS, GZRS and RA-GZRS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoStatus>,
+    /// Every failover, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<FailoverInfo>,
+    /// Automatic failover after the primary was unreachable this long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_failover_after_s: Option<u64>,
+}
+
+/// A tenant's geo-replication as its primary (or, when that is unreachable, its
+/// secondary) reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeoStatus {
+    pub secondary_region: String,
+    pub secondary_group_id: u64,
+    /// live, bootstrapping or unavailable.
+    pub status: String,
+    /// Every write acknowledged before this time is durable in the secondary.
+    pub last_sync_ms: Option<u64>,
+    pub lag_seconds: f64,
+    pub lag_operations: u64,
+    /// While bootstrapping: objects copied, of how many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<(u64, u64)>,
+    /// "primary" or "secondary": who answered.
+    pub source: String,
+}
+
+/// One failover of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailoverInfo {
+    pub epoch: u64,
+    pub planned: bool,
+    pub at_ms: u64,
+    pub from_region: String,
+    pub from_group_id: u64,
+    pub to_region: String,
+    pub to_group_id: u64,
+    /// Every write acknowledged before this time survived.
+    pub last_sync_ms: u64,
+    /// Operations the old primary had applied beyond what the secondary had (an
+    /// upper bound of acknowledged writes lost), when known.
+    pub lost_operations_max: Option<u64>,
+    /// pending, done or not-needed.
+    pub reprotect: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_container: Option<String>,
+    pub recovered_objects: u64,
 }
 
 /// A container of one tenant.
@@ -88,6 +146,11 @@ pub struct Placement {
     pub members: Vec<Member>,
     pub leader_id: Option<u64>,
     pub leader_addr: Option<String>,
+    /// The geo copy's group and members (empty when the tenant has none).
+    pub secondary_group_id: Option<u64>,
+    pub secondary_members: Vec<Member>,
+    /// Whether the secondary may be read.
+    pub read_access: bool,
 }
 
 /// A region of the topology.

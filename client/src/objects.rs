@@ -131,6 +131,27 @@ impl Client {
         page_size: u32,
         continuation: Option<&str>,
     ) -> Result<ListPage, Error> {
+        self.list_with(
+            tenant,
+            container,
+            prefix,
+            page_size,
+            continuation,
+            Consistency::Strong,
+        )
+        .await
+    }
+
+    /// [`Client::list`] with an explicit read consistency.
+    pub async fn list_with(
+        &self,
+        tenant: &str,
+        container: &str,
+        prefix: &str,
+        page_size: u32,
+        continuation: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<ListPage, Error> {
         validate_container_path(tenant, container)?;
         if page_size > LIST_PAGE_MAX {
             return Err(Error::invalid(format!(
@@ -143,13 +164,18 @@ impl Client {
             prefix: prefix.to_owned(),
             page_size,
             continuation_token: continuation.unwrap_or_default().to_owned(),
-            consistency: consistency_to_pb(Consistency::Strong),
+            consistency: consistency_to_pb(consistency),
         };
         let r = self
-            .object_unary(Route::Tenant(tenant), "list", RetryClass::Read, |mut c| {
-                let req = req.clone();
-                async move { c.list_objects(req).await }
-            })
+            .object_unary(
+                Route::read(tenant, consistency),
+                "list",
+                RetryClass::Read,
+                |mut c| {
+                    let req = req.clone();
+                    async move { c.list_objects(req).await }
+                },
+            )
             .await?;
         Ok(ListPage {
             objects: r.objects.into_iter().map(Into::into).collect(),

@@ -90,6 +90,9 @@ pub(crate) enum Route<'a> {
     /// Any member of this tenant's replica group (eventual reads): members are
     /// tried in an order that rotates from call to call, spreading the load.
     Replica(&'a str),
+    /// Any member of this tenant's secondary group (reads from the geo copy),
+    /// rotating like `Replica`.
+    Secondary(&'a str),
 }
 
 impl<'a> Route<'a> {
@@ -98,13 +101,14 @@ impl<'a> Route<'a> {
         match consistency {
             crate::Consistency::Strong => Route::Tenant(tenant),
             crate::Consistency::Eventual => Route::Replica(tenant),
+            crate::Consistency::Secondary => Route::Secondary(tenant),
         }
     }
 
     fn tenant(self) -> Option<&'a str> {
         match self {
             Route::Any => None,
-            Route::Tenant(t) | Route::Replica(t) => Some(t),
+            Route::Tenant(t) | Route::Replica(t) | Route::Secondary(t) => Some(t),
         }
     }
 }
@@ -133,17 +137,31 @@ fn placement_addrs(p: &Placement) -> Vec<String> {
     addrs
 }
 
+/// The addresses a route to the tenant tries: its group (leader first), or the
+/// members of its secondary group. A tenant without one gets its primary's
+/// members, whose answer says why the read is refused.
+fn route_addrs(p: &Placement, secondary: bool) -> Vec<String> {
+    if secondary && !p.secondary_members.is_empty() {
+        return p.secondary_members.iter().map(|m| m.addr.clone()).collect();
+    }
+    placement_addrs(p)
+}
+
 impl<'a> Cursor<'a> {
     async fn new(client: &Client, route: Route<'a>) -> Result<Cursor<'a>, Error> {
         let (addrs, index, from_cache) = match route {
             Route::Any => (client.endpoints(), client.preferred_endpoint(), false),
-            Route::Tenant(tenant) | Route::Replica(tenant) => {
+            Route::Tenant(tenant) | Route::Replica(tenant) | Route::Secondary(tenant) => {
+                let secondary = matches!(route, Route::Secondary(_));
                 let (addrs, from_cache) = match client.inner.placements.get(tenant) {
-                    Some(p) => (placement_addrs(&p), true),
-                    None => (placement_addrs(&client.resolve_boxed(tenant).await?), false),
+                    Some(p) => (route_addrs(&p, secondary), true),
+                    None => (
+                        route_addrs(&client.resolve_boxed(tenant).await?, secondary),
+                        false,
+                    ),
                 };
                 let start = match route {
-                    Route::Replica(_) => client.next_rotation(),
+                    Route::Replica(_) | Route::Secondary(_) => client.next_rotation(),
                     _ => 0,
                 };
                 (addrs, start, from_cache)
@@ -171,7 +189,7 @@ impl<'a> Cursor<'a> {
             Route::Any if self.hint.is_none() => {
                 client.set_preferred_endpoint(self.index % self.addrs.len())
             }
-            Route::Any | Route::Replica(_) => {}
+            Route::Any | Route::Replica(_) | Route::Secondary(_) => {}
             Route::Tenant(tenant) => client.inner.placements.set_leader(tenant, addr),
         }
     }
@@ -205,7 +223,7 @@ impl<'a> Cursor<'a> {
         client.inner.placements.remove(tenant);
         match client.resolve_boxed(tenant).await {
             Ok(p) => {
-                self.addrs = placement_addrs(&p);
+                self.addrs = route_addrs(&p, matches!(self.route, Route::Secondary(_)));
                 self.index = 0;
                 self.from_cache = false;
             }
@@ -224,7 +242,7 @@ impl<'a> Cursor<'a> {
             ..
         } = e
         {
-            if let Some(tenant) = self.route.tenant() {
+            if let Route::Tenant(tenant) = self.route {
                 client.inner.placements.set_leader(tenant, leader);
             }
             let fresh = previous_hint.as_deref() != Some(leader.as_str());
@@ -349,8 +367,16 @@ mod tests {
             ],
             leader_id: Some(2),
             leader_addr: Some("b:2".into()),
+            secondary_group_id: Some(7),
+            secondary_members: vec![Member {
+                node_id: 9,
+                addr: "z:9".into(),
+            }],
+            read_access: true,
         };
         assert_eq!(placement_addrs(&p), ["b:2", "a:1", "c:3"]);
+        assert_eq!(route_addrs(&p, false), ["b:2", "a:1", "c:3"]);
+        assert_eq!(route_addrs(&p, true), ["z:9"], "reads from the secondary");
         let cache = PlacementCache::default();
         cache.insert(p);
         cache.set_leader("acme", "c:3");

@@ -263,9 +263,10 @@ pub fn place_tenant(
     if r.witness {
         return Err(PlacementError::WitnessRegion(region.to_string()));
     }
+    let local = redundancy.local();
     let candidate = groups
         .iter()
-        .filter(|g| matches!(&g.kind, GroupKind::Replica { region: gr, redundancy: gc } if gr == region && *gc == redundancy))
+        .filter(|g| matches!(&g.kind, GroupKind::Replica { region: gr, redundancy: gc } if gr == region && *gc == local))
         .min_by_key(|g| (load.get(&g.id).copied().unwrap_or(0), g.id));
     match candidate {
         Some(g) => Ok(g.id),
@@ -277,8 +278,35 @@ pub fn place_tenant(
     }
 }
 
+/// Chooses the secondary group of a geo-redundant tenant whose primary is in
+/// `region`: the least-loaded LRS group of the region's pair. Returns the pair's
+/// name and the group.
+pub fn place_secondary(
+    topology: &Topology,
+    groups: &[GroupSpec],
+    region: &str,
+    load: &BTreeMap<GroupId, usize>,
+) -> Result<(String, GroupId), PlacementError> {
+    let pair = topology
+        .region(region)
+        .and_then(|r| r.pair.clone())
+        .ok_or_else(|| PlacementError::Impossible {
+            region: region.to_string(),
+            redundancy: Redundancy::Grs,
+            why: format!("region {region:?} names no paired region for the geo copy"),
+        })?;
+    let group = place_tenant(topology, groups, &pair, Redundancy::Lrs, load).map_err(|e| {
+        PlacementError::Impossible {
+            region: region.to_string(),
+            redundancy: Redundancy::Grs,
+            why: format!("the paired region {pair:?} cannot hold the geo copy: {e}"),
+        }
+    })?;
+    Ok((pair, group))
+}
+
 fn impossible_reason(topology: &Topology, region: &str, redundancy: Redundancy) -> String {
-    match redundancy {
+    match redundancy.local() {
         Redundancy::Lrs => {
             let largest = topology
                 .facilities()
@@ -296,7 +324,7 @@ fn impossible_reason(topology: &Topology, region: &str, redundancy: Redundancy) 
                 "LRS needs a facility with at least {REPLICAS} nodes; the largest has {largest}"
             )
         }
-        Redundancy::Zrs => {
+        _ => {
             let zones = zones_of(topology, region).len();
             format!("ZRS needs nodes in at least {REPLICAS} zones; the region has {zones}")
         }
@@ -353,7 +381,7 @@ pub fn check_group(topology: &Topology, group: &GroupSpec) -> Result<(), Placeme
                     n.id, n.region
                 )));
             }
-            match redundancy {
+            match redundancy.local() {
                 Redundancy::Lrs => {
                     let facilities: BTreeSet<&str> =
                         nodes.iter().map(|n| n.facility.as_str()).collect();
@@ -363,7 +391,7 @@ pub fn check_group(topology: &Topology, group: &GroupSpec) -> Result<(), Placeme
                         )));
                     }
                 }
-                Redundancy::Zrs => {
+                _ => {
                     let zones: BTreeSet<&str> = nodes.iter().map(|n| n.zone.as_str()).collect();
                     if zones.len() != REPLICAS {
                         return Err(violation(format!(

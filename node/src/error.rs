@@ -57,6 +57,10 @@ pub enum NodeError {
     /// No quorum, a timeout or shutdown: retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// Unavailable for a reason with its own stable code (a write lease lapsed, a
+    /// geo role still being set up): retry later.
+    #[error("{message}")]
+    UnavailableFor { code: &'static str, message: String },
     #[error("storage failure: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("internal error: {0}")]
@@ -88,6 +92,7 @@ impl NodeError {
             NodeError::DataLoss(_) => "data-loss",
             NodeError::Aborted(_) => "aborted",
             NodeError::Unavailable(_) => "unavailable",
+            NodeError::UnavailableFor { code, .. } => code,
             NodeError::Storage(crate::storage::StorageError::Corrupt { .. }) => "data-loss",
             NodeError::Storage(_) => "storage",
             NodeError::Internal(_) => "internal",
@@ -105,7 +110,9 @@ impl NodeError {
             NodeError::FailedPrecondition { .. } => Code::FailedPrecondition,
             NodeError::PermissionDenied { .. } => Code::PermissionDenied,
             NodeError::OutOfRange(_) => Code::OutOfRange,
-            NodeError::NotLeader { .. } | NodeError::Unavailable(_) => Code::Unavailable,
+            NodeError::NotLeader { .. }
+            | NodeError::Unavailable(_)
+            | NodeError::UnavailableFor { .. } => Code::Unavailable,
             NodeError::ResourceExhausted { .. } => Code::ResourceExhausted,
             NodeError::DataLoss(_) => Code::DataLoss,
             NodeError::Storage(crate::storage::StorageError::Corrupt { .. }) => Code::DataLoss,

@@ -8,9 +8,10 @@
 use crate::directory::vault::KeyVault;
 use crate::directory::TenantRecord;
 use crate::error::{NodeError, NodeResult};
+use crate::group::GroupHandle;
 use crate::node::StratusNode;
 use crate::objects::reader::ObjectReader;
-use crate::objects::ContainerRecord;
+use crate::objects::{ContainerRecord, ObjectResponse};
 use crate::raft::{decode, encode, Command, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,6 +44,22 @@ pub enum GroupQuery {
     TenantAt(String),
     /// Replica group: which keys protect a tenant's objects.
     KeyUsage { tenant: String },
+    /// Directory: write leases for tenants whose primary `group` is (see
+    /// `crate::geo::lease`).
+    Leases {
+        group: GroupId,
+        asks: Vec<crate::geo::lease::LeaseAsk>,
+    },
+    /// Directory: what a tenant's primary last reported to the directory's leader.
+    GeoReport(String),
+    /// Replica group: its view of a tenant's geo-replication.
+    GeoStatus { tenant: String },
+    /// Replica group: outbox entries of a tenant from `from` on.
+    Outbox {
+        tenant: String,
+        from: u64,
+        limit: u32,
+    },
 }
 
 /// How many of a tenant's object versions each key protects.
@@ -70,6 +87,10 @@ pub enum GroupAnswer {
         tenant: Option<TenantRecord>,
         applied: u64,
     },
+    Leases(Vec<(String, bool)>),
+    GeoReport(Option<crate::geo::lease::PrimaryReport>),
+    Geo(crate::geo::status::GeoView),
+    Outbox(Vec<crate::objects::geo::GeoEntry>),
 }
 
 /// Answers `query` from this node's copy of `group` (the caller confirmed leadership).
@@ -101,7 +122,35 @@ pub fn answer_locally(
                 .unwrap_or(0),
         },
         GroupQuery::KeyUsage { tenant } => GroupAnswer::KeyUsage(key_usage(&objects(), &tenant)?),
+        GroupQuery::Leases { group: from, asks } => {
+            GroupAnswer::Leases(crate::geo::lease::answer(node, from, asks))
+        }
+        GroupQuery::GeoReport(tenant) => GroupAnswer::GeoReport(node.geo.reports.get(&tenant)),
+        GroupQuery::GeoStatus { tenant } => {
+            GroupAnswer::Geo(crate::geo::status::answer(node, group, &tenant))
+        }
+        GroupQuery::Outbox {
+            tenant,
+            from,
+            limit,
+        } => GroupAnswer::Outbox(objects().outbox(&tenant, from, limit.min(1024) as usize)?),
     })
+}
+
+/// How many objects of `tenant` this replica holds.
+pub fn count_objects(objects: &ObjectReader, tenant: &str) -> NodeResult<u64> {
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let page = objects.tenant_objects(tenant, after.as_ref(), USAGE_PAGE)?;
+        count += page.len() as u64;
+        match page.last() {
+            Some((id, _)) if page.len() == USAGE_PAGE => {
+                after = Some((id.container.clone(), id.key.clone()))
+            }
+            _ => return Ok(count),
+        }
+    }
 }
 
 /// Objects scanned per page when counting key usage.
@@ -130,6 +179,15 @@ fn key_usage(objects: &ObjectReader, tenant: &str) -> NodeResult<KeyUsage> {
     }
 }
 
+/// How many times a request for `group` may be relayed by a member that does not
+/// lead it: once for the directory, whose voters span regions (a node cut off from
+/// the directory's leader, as in a cut between two storage regions, reaches it
+/// through a member in a third); never for replica groups, whose traffic must not
+/// cross a link that is down.
+fn relay_budget(group: GroupId) -> u32 {
+    u32::from(group == DIRECTORY_GROUP)
+}
+
 fn check_group(node: &StratusNode, group: GroupId, query: &GroupQuery) -> NodeResult<()> {
     let directory_query = matches!(
         query,
@@ -137,6 +195,8 @@ fn check_group(node: &StratusNode, group: GroupId, query: &GroupQuery) -> NodeRe
             | GroupQuery::TenantAt(_)
             | GroupQuery::Tenants
             | GroupQuery::Vault(_)
+            | GroupQuery::Leases { .. }
+            | GroupQuery::GeoReport(_)
     );
     if directory_query != (group == DIRECTORY_GROUP) || node.spec(group).is_none() {
         return Err(NodeError::InvalidArgument(format!(
@@ -150,12 +210,56 @@ impl StratusNode {
     /// Proposes `command` to `group`: here when this node leads it, otherwise at its
     /// leader. Waits until it is committed and applied.
     pub async fn propose(&self, group: GroupId, command: Command) -> NodeResult<Response> {
+        self.propose_relayed(group, command, relay_budget(group))
+            .await
+    }
+
+    /// Proposes a client write of `record`'s tenant on `g` (led here): refused
+    /// unless this group may take it (role, epoch, lease, see
+    /// `crate::geo::lease`); a state machine that finds it is not the tenant's
+    /// primary makes it a redirect; acknowledged only if the lease still held.
+    pub async fn propose_write(
+        &self,
+        g: &GroupHandle,
+        record: &TenantRecord,
+        command: Command,
+    ) -> NodeResult<Response> {
+        crate::geo::lease::check_writable(self, g.id(), record)?;
+        let response = g.propose(command).await?;
+        if let Response::Object(ObjectResponse::NotPrimary { .. }) = response {
+            return Err(crate::geo::lease::redirect(self, record));
+        }
+        crate::geo::lease::confirm_ack(self, g.id(), record)?;
+        Ok(response)
+    }
+
+    /// Proposes on `g` (led here), through [`Self::propose_write`] for a client write.
+    async fn propose_here(&self, g: &GroupHandle, command: Command) -> NodeResult<Response> {
+        let tenant = match &command {
+            Command::Object(c) => c.client_write_tenant().map(str::to_owned),
+            _ => None,
+        };
+        match tenant {
+            Some(t) => {
+                let record = self.tenant(&t).await?;
+                self.propose_write(g, &record, command).await
+            }
+            None => g.propose(command).await,
+        }
+    }
+
+    async fn propose_relayed(
+        &self,
+        group: GroupId,
+        command: Command,
+        relay: u32,
+    ) -> NodeResult<Response> {
         if let Some(g) = self.groups.get(&group).filter(|g| g.is_leader()) {
-            return g.propose(command).await;
+            return self.propose_here(g, command).await;
         }
         let payload = encode(&command);
         let reply = self
-            .forward(group, payload, |mut client, request| async move {
+            .forward(group, payload, relay, |mut client, request| async move {
                 client.propose(request).await
             })
             .await?;
@@ -164,6 +268,15 @@ impl StratusNode {
 
     /// Answers `query` with linearizable freshness, through `group`'s leader.
     pub async fn query(&self, group: GroupId, query: GroupQuery) -> NodeResult<GroupAnswer> {
+        self.query_relayed(group, query, relay_budget(group)).await
+    }
+
+    async fn query_relayed(
+        &self,
+        group: GroupId,
+        query: GroupQuery,
+        relay: u32,
+    ) -> NodeResult<GroupAnswer> {
         check_group(self, group, &query)?;
         if let Some(g) = self.groups.get(&group).filter(|g| g.is_leader()) {
             g.linearizable_barrier().await?;
@@ -171,15 +284,21 @@ impl StratusNode {
         }
         let payload = encode(&query);
         let reply = self
-            .forward(group, payload, |mut client, request| async move {
+            .forward(group, payload, relay, |mut client, request| async move {
                 client.query(request).await
             })
             .await?;
         decode(&reply).map_err(|e| NodeError::Internal(format!("bad forwarded reply: {e}")))
     }
 
-    /// Serves a forwarded proposal: only the group's leader accepts it.
-    pub async fn serve_propose(&self, group: GroupId, payload: &[u8]) -> NodeResult<Vec<u8>> {
+    /// Serves a forwarded proposal: the group's leader accepts it; another member
+    /// passes it on while the request may still be relayed.
+    pub async fn serve_propose(
+        &self,
+        group: GroupId,
+        payload: &[u8],
+        relay: u32,
+    ) -> NodeResult<Vec<u8>> {
         let command: Command = decode(payload)
             .map_err(|e| NodeError::InvalidArgument(format!("undecodable command: {e}")))?;
         let g = self.groups.get(&group).ok_or_else(|| {
@@ -188,12 +307,23 @@ impl StratusNode {
                 self.id
             ))
         })?;
+        if !g.is_leader() && relay > 0 {
+            return Ok(encode(
+                &self.propose_relayed(group, command, relay - 1).await?,
+            ));
+        }
         g.require_leader()?;
-        Ok(encode(&g.propose(command).await?))
+        Ok(encode(&self.propose_here(g, command).await?))
     }
 
-    /// Serves a forwarded query: only the group's leader answers it.
-    pub async fn serve_query(&self, group: GroupId, payload: &[u8]) -> NodeResult<Vec<u8>> {
+    /// Serves a forwarded query: the group's leader answers it; another member
+    /// passes it on while the request may still be relayed.
+    pub async fn serve_query(
+        &self,
+        group: GroupId,
+        payload: &[u8],
+        relay: u32,
+    ) -> NodeResult<Vec<u8>> {
         let query: GroupQuery = decode(payload)
             .map_err(|e| NodeError::InvalidArgument(format!("undecodable query: {e}")))?;
         check_group(self, group, &query)?;
@@ -203,6 +333,9 @@ impl StratusNode {
                 self.id
             ))
         })?;
+        if !g.is_leader() && relay > 0 {
+            return Ok(encode(&self.query_relayed(group, query, relay - 1).await?));
+        }
         g.require_leader()?;
         g.linearizable_barrier().await?;
         Ok(encode(&answer_locally(self, group, query)?))
@@ -212,6 +345,7 @@ impl StratusNode {
         &self,
         group: GroupId,
         payload: Vec<u8>,
+        relay: u32,
         call: F,
     ) -> NodeResult<Vec<u8>>
     where
@@ -224,6 +358,7 @@ impl StratusNode {
         let request = pb::ForwardRequest {
             group_id: group,
             payload: payload.into(),
+            relay,
         };
         let spec = self
             .spec(group)

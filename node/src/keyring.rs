@@ -215,6 +215,33 @@ impl KeyRing {
         Ok(ContentCipher::new(&dek))
     }
 
+    /// The envelope of `version` of `from` re-bound to the name `to` (same data
+    /// key, wrapped under the current KEK with `to`'s associated data), for a
+    /// version copied under another name; `None` for a customer-provided key,
+    /// which the cluster does not hold.
+    pub fn rename_envelope(
+        &self,
+        rng: &NodeRng,
+        from: &ObjectId,
+        to: &ObjectId,
+        version: u128,
+        envelope: &Envelope,
+    ) -> NodeResult<Option<Envelope>> {
+        let KeySource::Tenant { kek_version } = envelope.source else {
+            return Ok(None);
+        };
+        let aad = crypto::dek_aad(&from.tenant, &from.container, &from.key, version);
+        let kek = self.kek(&from.tenant, kek_version)?;
+        let dek = crypto::unwrap(
+            &kek,
+            &envelope.dek,
+            &aad,
+            &format!("the data key of {from}"),
+        )
+        .map_err(|e| NodeError::DataLoss(e.to_string()))?;
+        self.wrap_under_current(rng, to, version, &dek).map(Some)
+    }
+
     /// `envelope` re-wrapped under the tenant's current KEK, or `None` when it is
     /// already current or protected by a customer-provided key.
     pub fn rewrap(

@@ -21,6 +21,7 @@ pub mod dataplane;
 pub mod directory;
 pub mod error;
 pub mod forward;
+pub mod geo;
 pub mod group;
 pub mod inspect;
 pub mod keyring;

@@ -58,6 +58,25 @@ pub const INLINE_CORRUPT: Metric = Metric {
     help: "Inline object records on this node found damaged.",
 };
 
+/// Geo: the last sync time of a tenant whose primary this node leads.
+pub const GEO_LAST_SYNC: Metric = Metric {
+    name: "stratus_geo_last_sync_time_seconds",
+    kind: Kind::Gauge,
+    help: "Every write acknowledged before this time (Unix seconds) is durable in the tenant's secondary region.",
+};
+/// Geo: seconds the secondary trails.
+pub const GEO_LAG_SECONDS: Metric = Metric {
+    name: "stratus_geo_lag_seconds",
+    kind: Kind::Gauge,
+    help: "Seconds between now and the tenant's last sync time.",
+};
+/// Geo: operations the secondary has not applied yet.
+pub const GEO_LAG_OPS: Metric = Metric {
+    name: "stratus_geo_lag_operations",
+    kind: Kind::Gauge,
+    help: "Operations applied by the tenant's primary and not yet by its secondary.",
+};
+
 /// Every metric above, in the order `stratus metrics` lists them.
 pub const ALL: &[Metric] = &[
     CHUNKS_CORRUPT,
@@ -65,6 +84,9 @@ pub const ALL: &[Metric] = &[
     CHUNKS_UNRECOVERABLE,
     DECRYPT_FAILURES,
     INLINE_CORRUPT,
+    GEO_LAST_SYNC,
+    GEO_LAG_SECONDS,
+    GEO_LAG_OPS,
 ];
 
 type Labels = Vec<(&'static str, String)>;

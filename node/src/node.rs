@@ -111,6 +111,8 @@ pub struct StratusNode {
     pub sweep: crate::dataplane::sweep::SweepMemory,
     /// Counters and gauges this node exports (`stratus metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Geo-replication: roles, leases, shipping (see [`crate::geo`]).
+    pub geo: crate::geo::Geo,
 }
 
 impl StratusNode {
@@ -141,6 +143,7 @@ impl StratusNode {
             commit: GroupCommit::new(engine.clone()),
         };
         let mut groups = BTreeMap::new();
+        let mut roles = BTreeMap::new();
         for spec in plan.iter().filter(|g| g.has_member(id)) {
             let handle = match spec.kind {
                 GroupKind::Directory => {
@@ -161,7 +164,9 @@ impl StratusNode {
                     .await?
                 }
                 GroupKind::Replica { .. } => {
-                    let app = ObjectStore::new(engine.clone(), blobs.clone(), spec.id);
+                    let group_roles = crate::objects::geo_apply::Roles::default();
+                    roles.insert(spec.id, group_roles.clone());
+                    let app = ObjectStore::new(engine.clone(), blobs.clone(), spec.id, group_roles);
                     GroupHandle::start(
                         spec.clone(),
                         id,
@@ -191,6 +196,10 @@ impl StratusNode {
             settings,
             sweep: Default::default(),
             metrics: Default::default(),
+            geo: crate::geo::Geo {
+                roles,
+                ..Default::default()
+            },
         }))
     }
 
@@ -201,7 +210,8 @@ impl StratusNode {
             self.clone().maintain_groups(),
             self.clone().repair_chunks(),
             self.clone().sweep_orphans(),
-            self.clone().rewrap_keys()
+            self.clone().rewrap_keys(),
+            self.clone().geo_tasks()
         );
     }
 
@@ -249,6 +259,42 @@ impl StratusNode {
                 }
             }
         }
+    }
+
+    /// Geo-replication's background work: role reconciliation, write leases,
+    /// shipping and automatic failover, each on its own period.
+    async fn geo_tasks(self: Arc<Self>) {
+        let reconcile = async {
+            let mut tick = tokio::time::interval(crate::geo::reconcile::RECONCILE_EVERY);
+            loop {
+                tick.tick().await;
+                crate::geo::reconcile::reconcile_round(&self).await;
+            }
+        };
+        let leases = async {
+            let mut tick = tokio::time::interval(crate::geo::lease::LEASE_RENEW_EVERY);
+            loop {
+                tick.tick().await;
+                crate::geo::lease::renew_round(&self).await;
+            }
+        };
+        let ship = async {
+            let mut tick = tokio::time::interval(crate::geo::ship::SHIP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                crate::geo::ship::ship_round(&self).await;
+            }
+        };
+        let auto = async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut watch = BTreeMap::new();
+            loop {
+                tick.tick().await;
+                crate::geo::failover::auto_round(&self, &mut watch).await;
+            }
+        };
+        tokio::join!(reconcile, leases, ship, auto);
     }
 
     async fn rewrap_keys(self: Arc<Self>) {

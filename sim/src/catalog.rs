@@ -68,10 +68,12 @@ impl Layout {
         })
     }
 
+    /// The primary group of a tenant of `class` (geo classes share the group of
+    /// their local part).
     fn group(&self, class: Redundancy) -> u64 {
-        match class {
+        match class.local() {
             Redundancy::Lrs => self.lrs.1,
-            Redundancy::Zrs => self.zrs.1,
+            _ => self.zrs.1,
         }
     }
 
@@ -94,6 +96,11 @@ impl Layout {
             .map(|c| match c {
                 Redundancy::Lrs => (self.lrs.0.clone(), self.region.clone(), Redundancy::Lrs),
                 Redundancy::Zrs => (self.zrs.0.clone(), self.region.clone(), Redundancy::Zrs),
+                geo => (
+                    format!("{}data", geo.as_str().replace('-', "")),
+                    self.region.clone(),
+                    *geo,
+                ),
             })
             .collect();
         WorkloadSpec {

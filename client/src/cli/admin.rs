@@ -74,8 +74,101 @@ pub async fn tenant(client: &Client, command: TenantCommand, out: Out) -> anyhow
             }
             say!("deleted tenant {name}");
         }
+        TenantCommand::Update {
+            name,
+            redundancy,
+            auto_failover_after,
+        } => {
+            let t = client
+                .update_tenant(
+                    &name,
+                    crate::TenantUpdate {
+                        redundancy,
+                        auto_failover_after: auto_failover_after.map(|a| a.0),
+                    },
+                )
+                .await?;
+            if out.is_json() {
+                return out.json(&t);
+            }
+            say!("updated tenant {name}");
+            print_tenant(&t, None);
+        }
+        TenantCommand::Reprotect { name } => {
+            let t = client.reprotect(&name).await?;
+            if out.is_json() {
+                return out.json(&t);
+            }
+            if let Some(f) = t.failovers.last() {
+                match &f.recovery_container {
+                    Some(c) => say!(
+                        "kept {} object(s) the old primary had written but never shipped in {name}/{c}",
+                        f.recovered_objects
+                    ),
+                    None => say!("the old primary held no write it had not shipped"),
+                }
+            }
+            say!("re-seeding {} as the secondary of {name}; `stratus tenant show {name}` shows progress", t.geo.as_ref().map_or("the old region", |g| g.secondary_region.as_str()));
+        }
     }
     Ok(())
+}
+
+/// `stratus failover TENANT [--planned]`.
+pub async fn failover(
+    client: &Client,
+    tenant: &str,
+    planned: bool,
+    out: Out,
+) -> anyhow::Result<()> {
+    if !out.is_json() {
+        eprintln!(
+            "failing {tenant} over ({}): waiting out the primary's write lease{}…",
+            if planned { "planned" } else { "unplanned" },
+            if planned {
+                " and for shipping to drain"
+            } else {
+                ""
+            }
+        );
+    }
+    let (t, f) = client.failover(tenant, planned).await?;
+    if out.is_json() {
+        return out.json(&serde_json::json!({ "tenant": t, "failover": f }));
+    }
+    say!(
+        "{tenant} failed over from {} (group {}) to {} (group {}), epoch {}",
+        f.from_region,
+        f.from_group_id,
+        f.to_region,
+        f.to_group_id,
+        t.epoch
+    );
+    print_failover(&f);
+    say!("class now {}", class_name(t.redundancy));
+    if f.reprotect == "pending" {
+        say!(
+            "run `stratus tenant reprotect {tenant}` once {} is back to restore geo-redundancy",
+            f.from_region
+        );
+    }
+    Ok(())
+}
+
+fn print_failover(f: &crate::FailoverInfo) {
+    say!(
+        "  last sync time {}: every write acknowledged before it survived",
+        format_time_ms(f.last_sync_ms)
+    );
+    match (f.planned, f.lost_operations_max) {
+        (true, _) => say!("  planned: nothing was lost"),
+        (false, Some(n)) => say!(
+            "  loss window: at most {n} operation(s) the old primary applied after it were not shipped (kept for the reprotect)"
+        ),
+        (false, None) => say!(
+            "  loss window: unknown count of operations after it (the old primary had not reported to this directory leader)"
+        ),
+    }
 }
 
 #[derive(Serialize)]
@@ -103,6 +196,54 @@ fn print_tenant(t: &TenantInfo, placement: Option<&Placement>) {
             .leader_id
             .map_or_else(|| "unknown".to_owned(), |l| l.to_string());
         say!("leader    {leader}");
+    }
+    say!("epoch     {}", t.epoch);
+    if let Some(g) = &t.geo {
+        say!(
+            "secondary {} (group {})",
+            g.secondary_region,
+            g.secondary_group_id
+        );
+        say!("geo       {}", g.status);
+        match g.last_sync_ms {
+            Some(ms) => say!(
+                "last sync {} (lag {:.1} s, {} operation(s)){}",
+                format_time_ms(ms),
+                g.lag_seconds,
+                g.lag_operations,
+                if g.source == "secondary" {
+                    "; primary unreachable, as the secondary reports"
+                } else {
+                    ""
+                }
+            ),
+            None => say!("last sync not known yet"),
+        }
+        if let Some((done, total)) = g.seed {
+            say!("seeding   {done} of {total} object(s) copied");
+        }
+    }
+    if let Some(s) = t.auto_failover_after_s {
+        say!("automatic failover after {s} s without the primary");
+    }
+    for f in &t.failovers {
+        say!(
+            "failover  epoch {} -> {} at {} ({}), {} -> {}, reprotect {}",
+            f.epoch,
+            f.epoch + 1,
+            format_time_ms(f.at_ms),
+            if f.planned { "planned" } else { "unplanned" },
+            f.from_region,
+            f.to_region,
+            f.reprotect
+        );
+        print_failover(f);
+        if let Some(c) = &f.recovery_container {
+            say!(
+                "  recovered {} unshipped object(s) into container {c}",
+                f.recovered_objects
+            );
+        }
     }
 }
 

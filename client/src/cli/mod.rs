@@ -91,6 +91,9 @@ pub enum Command {
         /// TENANT/CONTAINER/KEY
         #[arg(value_parser = paths::parse_object_path)]
         path: ObjectPath,
+        /// Which copy to read (secondary: RA-GRS and RA-GZRS).
+        #[arg(long, value_enum, default_value_t = objects::ReadFrom::Primary)]
+        from: objects::ReadFrom,
     },
     /// List objects, optionally under a key prefix.
     Ls {
@@ -100,6 +103,9 @@ pub enum Command {
         /// Objects per request (the listing follows continuation tokens).
         #[arg(long, value_name = "N")]
         page_size: Option<u32>,
+        /// Which copy to list (secondary: RA-GRS and RA-GZRS).
+        #[arg(long, value_enum, default_value_t = objects::ReadFrom::Primary)]
+        from: objects::ReadFrom,
     },
     /// Delete an object.
     Rm {
@@ -112,6 +118,16 @@ pub enum Command {
     },
     /// Measure throughput and latency against a running cluster and this disk.
     Bench(bench::BenchArgs),
+    /// Make a geo-redundant tenant's secondary region primary. Without --planned
+    /// (the primary region is unreachable): waits out the old primary's write lease
+    /// and reports the loss window; the tenant is then LRS in the new region until
+    /// `stratus tenant reprotect`. With --planned: the primary turns read-only,
+    /// shipping drains, the roles swap, nothing is lost.
+    Failover {
+        tenant: String,
+        #[arg(long)]
+        planned: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +153,45 @@ pub enum TenantCommand {
     Show { name: String },
     /// Delete a tenant (it must have no containers left).
     Delete { name: String },
+    /// Change the redundancy class (add or remove the geo copy, toggle read access
+    /// to it) or the automatic-failover policy.
+    Update {
+        name: String,
+        #[arg(long, value_parser = parse_redundancy, value_name = "CLASS")]
+        redundancy: Option<Redundancy>,
+        /// Fail over by itself after the primary region was unreachable this long
+        /// (`30s`, `5m`, `1h`), or `off`.
+        #[arg(long, value_parser = parse_auto_failover, value_name = "DURATION|off")]
+        auto_failover_after: Option<AutoFailover>,
+    },
+    /// After an unplanned failover, once the old region is back: keep the writes
+    /// its old primary never shipped in a recovery container and re-seed it as
+    /// the secondary (six copies again).
+    Reprotect { name: String },
+}
+
+/// An automatic-failover policy given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoFailover(pub Option<Duration>);
+
+fn parse_auto_failover(s: &str) -> Result<AutoFailover, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(AutoFailover(None));
+    }
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 30s, 5m or 1h, nor `off`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the delay must be positive; use `off` to turn automatic failover off".into());
+    }
+    Ok(AutoFailover(Some(Duration::from_secs(secs))))
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +202,7 @@ pub struct TenantCreateArgs {
     #[arg(long)]
     pub region: String,
     /// Redundancy class.
-    #[arg(long, value_parser = parse_redundancy, value_name = "lrs|zrs")]
+    #[arg(long, value_parser = parse_redundancy, value_name = "lrs|zrs|grs|ra-grs|gzrs|ra-gzrs")]
     pub redundancy: Redundancy,
     /// Allow purging deleted keys before their retention period ends.
     #[arg(long)]
@@ -271,9 +326,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key { command } => keys::run(&conn.connect().await?, command, out).await,
         Command::Put(args) => objects::put(&conn.connect().await?, args, out).await,
         Command::Get(args) => objects::get(&conn.connect().await?, args, out).await,
-        Command::Head { path } => objects::head(&conn.connect().await?, &path, out).await,
-        Command::Ls { path, page_size } => {
-            objects::ls(&conn.connect().await?, &path, page_size, out).await
+        Command::Head { path, from } => {
+            objects::head(&conn.connect().await?, &path, from, out).await
+        }
+        Command::Ls {
+            path,
+            page_size,
+            from,
+        } => objects::ls(&conn.connect().await?, &path, page_size, from, out).await,
+        Command::Failover { tenant, planned } => {
+            admin::failover(&conn.connect().await?, &tenant, planned, out).await
         }
         Command::Rm { path, if_match } => {
             objects::rm(&conn.connect().await?, &path, if_match.as_deref(), out).await

@@ -49,6 +49,11 @@ pub struct GetArgs {
     /// Read from any replica (may be stale) instead of the leader.
     #[arg(long)]
     pub eventual: bool,
+    /// Which copy to read: the primary (default) or, for RA-GRS and RA-GZRS, the
+    /// secondary in the paired region (eventually consistent; prints its last sync
+    /// time on stderr).
+    #[arg(long, value_enum, default_value_t = ReadFrom::Primary)]
+    pub from: ReadFrom,
     /// The key file the object was put with (`put --encryption-key-file`).
     #[arg(long, value_name = "FILE")]
     pub encryption_key_file: Option<PathBuf>,
@@ -143,14 +148,36 @@ pub async fn put(client: &Client, args: PutArgs, out: Out) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Which copy of a tenant a read goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadFrom {
+    Primary,
+    Secondary,
+}
+
+/// The consistency a read asks for.
+pub fn consistency(from: ReadFrom, eventual: bool) -> Consistency {
+    match (from, eventual) {
+        (ReadFrom::Secondary, _) => Consistency::Secondary,
+        (ReadFrom::Primary, true) => Consistency::Eventual,
+        (ReadFrom::Primary, false) => Consistency::Strong,
+    }
+}
+
+/// Tells a reader of the secondary how current it is.
+pub fn note_last_sync(last_sync_ms: Option<u64>) {
+    if let Some(ms) = last_sync_ms {
+        eprintln!(
+            "read from the secondary copy; last sync {} (writes acknowledged after it may be missing)",
+            format_time_ms(ms)
+        );
+    }
+}
+
 fn get_options(args: &GetArgs) -> anyhow::Result<GetOptions> {
     Ok(GetOptions {
         range: args.range,
-        consistency: if args.eventual {
-            Consistency::Eventual
-        } else {
-            Consistency::Strong
-        },
+        consistency: consistency(args.from, args.eventual),
         progress: None,
         encryption_key: args
             .encryption_key_file
@@ -172,6 +199,8 @@ pub async fn get(client: &Client, args: GetArgs, out: Out) -> anyhow::Result<()>
             if out.is_json() {
                 // stdout carries the data: the metadata goes to stderr.
                 eprintln!("{}", serde_json::to_string(&info)?);
+            } else {
+                note_last_sync(info.last_sync_ms);
             }
             Ok(())
         }
@@ -195,6 +224,7 @@ pub async fn get(client: &Client, args: GetArgs, out: Out) -> anyhow::Result<()>
             if out.is_json() {
                 return out.json(&info);
             }
+            note_last_sync(info.last_sync_ms);
             say!(
                 "downloaded {p} to {}: {} bytes, crc32 verified",
                 file.display(),
@@ -241,11 +271,14 @@ async fn download_to_file(
     Ok(info)
 }
 
-pub async fn head(client: &Client, p: &ObjectPath, out: Out) -> anyhow::Result<()> {
-    let info = client.head(&p.tenant, &p.container, &p.key).await?;
+pub async fn head(client: &Client, p: &ObjectPath, from: ReadFrom, out: Out) -> anyhow::Result<()> {
+    let info = client
+        .head_with(&p.tenant, &p.container, &p.key, consistency(from, false))
+        .await?;
     if out.is_json() {
         return out.json(&info);
     }
+    note_last_sync(info.last_sync_ms);
     let rows = [
         ("path", p.to_string()),
         (
@@ -272,6 +305,7 @@ pub async fn ls(
     client: &Client,
     p: &ListPath,
     page_size: Option<u32>,
+    from: ReadFrom,
     out: Out,
 ) -> anyhow::Result<()> {
     let mut token: Option<String> = None;
@@ -279,14 +313,18 @@ pub async fn ls(
     let mut count = 0usize;
     loop {
         let page = client
-            .list(
+            .list_with(
                 &p.tenant,
                 &p.container,
                 &p.prefix,
                 page_size.unwrap_or(0),
                 token.as_deref(),
+                consistency(from, false),
             )
             .await?;
+        if token.is_none() && !out.is_json() {
+            note_last_sync(page.objects.first().and_then(|o| o.last_sync_ms));
+        }
         count += page.objects.len();
         if out.is_json() {
             all.extend(page.objects);

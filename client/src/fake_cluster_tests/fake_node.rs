@@ -253,7 +253,29 @@ impl AdminService for FakeNode {
             // A stale answer: the first node, which redirects.
             leader_id: 1,
             leader_addr: members.first().cloned().unwrap_or_default(),
+            ..Default::default()
         }))
+    }
+
+    async fn update_tenant(
+        &self,
+        _: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        Err(Status::unimplemented("the fake node has no geo-redundancy"))
+    }
+
+    async fn failover(
+        &self,
+        _: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::FailoverResponse>, Status> {
+        Err(Status::unimplemented("the fake node has no geo-redundancy"))
+    }
+
+    async fn reprotect(
+        &self,
+        _: Request<pb::ReprotectRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        Err(Status::unimplemented("the fake node has no geo-redundancy"))
     }
 
     async fn metrics(

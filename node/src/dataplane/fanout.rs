@@ -37,7 +37,9 @@ pub struct Fanout {
     node: Arc<StratusNode>,
     group: u64,
     version: u128,
-    local: ChunkStore,
+    /// This node's copy, when it is a voter of the group (a geo shipper writes to
+    /// another region's group and keeps no copy of its own).
+    local: Option<ChunkStore>,
     members: Vec<Member>,
     /// Other members that must hold the version for a majority.
     needed: usize,
@@ -81,7 +83,8 @@ async fn sender(
 }
 
 impl Fanout {
-    /// Starts writing `version` of `group` to every other voter of the group.
+    /// Starts writing `version` of `group` to every other voter of the group (to
+    /// every voter, and a majority of them, when this node is not one).
     pub fn start(node: Arc<StratusNode>, group: u64, version: u128) -> NodeResult<Fanout> {
         let spec = node
             .spec(group)
@@ -112,7 +115,10 @@ impl Fanout {
             }
             members.push(member);
         }
-        let local = ChunkStore::new(node.blobs.clone(), group);
+        let local = spec
+            .voters
+            .contains(&node.id)
+            .then(|| ChunkStore::new(node.blobs.clone(), group));
         Ok(Fanout {
             node,
             group,
@@ -147,7 +153,9 @@ impl Fanout {
     /// the chunk's CRC-32.
     pub async fn write(&mut self, index: u32, data: Bytes) -> NodeResult<u32> {
         let crc = crc32fast::hash(&data);
-        self.local.write(self.version, index, &data)?;
+        if let Some(local) = &self.local {
+            local.write(self.version, index, &data)?;
+        }
         for member in self.members.iter_mut().filter(|m| m.failure.is_none()) {
             let Some(queue) = &member.queue else { continue };
             if queue.send((index, data.clone(), crc)).await.is_err() {

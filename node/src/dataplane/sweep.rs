@@ -32,7 +32,7 @@ pub fn sweep_group(node: &StratusNode, group: u64, now_ms: u64) -> NodeResult<us
     let mut unreferenced = BTreeMap::new();
     let mut swept = 0;
     for (version, name) in reader.chunks().versions()? {
-        if reader.chunk_list(version)?.is_some() {
+        if reader.chunk_list(version)?.is_some() || reader.geo_hold(version)? {
             continue;
         }
         let first_seen = memory.get(&(group, version)).copied().unwrap_or(now_ms);

@@ -11,6 +11,7 @@
 //! Containers are not here: they live with the tenant's objects in its replica
 //! group (see `crate::objects`), so their existence is ordered with object writes.
 
+pub mod geo;
 pub mod state;
 pub mod vault;
 
@@ -26,23 +27,41 @@ use vault::{KeyOp, KeyRefusal, KeyVault};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
     pub name: String,
+    /// The primary region.
     pub region: String,
     pub redundancy: Redundancy,
+    /// The primary replica group.
     pub group: GroupId,
     pub status: TenantStatus,
     pub created_ms: u64,
+    /// Grows with every failover (see [`geo`]).
+    pub epoch: u64,
+    /// The paired-region copy of a geo-redundant tenant.
+    pub secondary: Option<geo::Secondary>,
+    /// Every failover, oldest first.
+    pub failovers: Vec<geo::FailoverRecord>,
+    /// Fail over by itself after the primary was unreachable this long.
+    pub auto_failover_after_ms: Option<u64>,
 }
 
 /// Lifecycle of a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TenantStatus {
     Active,
+    /// A failover is under way: no write lease is granted (a planned one keeps the
+    /// tenant readable while shipping drains).
+    FailingOver {
+        planned: bool,
+        since_ms: u64,
+    },
 }
 
 impl TenantStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             TenantStatus::Active => "active",
+            TenantStatus::FailingOver { planned: true, .. } => "read-only",
+            TenantStatus::FailingOver { planned: false, .. } => "failing-over",
         }
     }
 }
@@ -68,12 +87,49 @@ pub enum DirectoryCommand {
         op: KeyOp,
         now_ms: u64,
     },
+    /// A class change (geo copy added or removed, read access toggled) and/or the
+    /// automatic-failover policy (`Some(None)` turns it off).
+    UpdateTenant {
+        name: String,
+        redundancy: Option<Redundancy>,
+        auto_failover_after_ms: Option<Option<u64>>,
+    },
+    BeginFailover {
+        name: String,
+        planned: bool,
+        now_ms: u64,
+    },
+    AbortFailover {
+        name: String,
+    },
+    CompleteFailover {
+        name: String,
+        planned: bool,
+        now_ms: u64,
+        outcome: geo::FailoverOutcome,
+    },
+    CompleteReprotect {
+        name: String,
+        recovery_container: Option<String>,
+        recovered_objects: u64,
+    },
+    /// The secondary `group` holds the first full copy of the tenant at `epoch`.
+    GeoSeeded {
+        name: String,
+        group: GroupId,
+        epoch: u64,
+    },
 }
 
 /// The outcome of a [`DirectoryCommand`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DirectoryResponse {
     Tenant(TenantRecord),
+    /// A completed failover and the tenant after it.
+    FailedOver {
+        tenant: Box<TenantRecord>,
+        record: Box<geo::FailoverRecord>,
+    },
     Vault(KeyVault),
     Deleted,
     Rejected(DirectoryRejection),
@@ -90,6 +146,8 @@ pub enum DirectoryRejection {
     Placement(String),
     #[error("{0}")]
     Keys(KeyRefusal),
+    #[error("{0}")]
+    Geo(geo::GeoRefusal),
 }
 
 /// The directory's contents, in memory.
@@ -105,6 +163,9 @@ impl DirectoryData {
         let mut load = BTreeMap::new();
         for t in self.tenants.values() {
             *load.entry(t.group).or_default() += 1;
+            if let Some(s) = &t.secondary {
+                *load.entry(s.group).or_default() += 1;
+            }
         }
         load
     }

@@ -1,6 +1,7 @@
 //! Applies [`DirectoryCommand`]s. The in-memory [`DirectoryView`] is the source for
 //! reads; every change is also written to the engine so a restart reloads it.
 
+use super::geo::{GeoRefusal, Secondary};
 use super::vault::KeyVault;
 use super::{
     DirectoryCommand, DirectoryData, DirectoryRejection, DirectoryResponse, DirectoryView,
@@ -12,7 +13,7 @@ use crate::raft::{encode, keys, Command, LogId, Response};
 use crate::storage::{frame, EngineRef, StorageError, WriteBatch};
 use std::ops::Bound;
 use std::sync::Arc;
-use stratus_core::placement::{place_tenant, GroupSpec, DIRECTORY_GROUP};
+use stratus_core::placement::{place_secondary, place_tenant, GroupSpec, DIRECTORY_GROUP};
 use stratus_core::topology::Topology;
 
 /// The directory state machine.
@@ -85,15 +86,25 @@ impl DirectoryState {
                 if data.tenants.contains_key(&name) {
                     return DirectoryResponse::Rejected(R::TenantExists(name));
                 }
-                let group = match place_tenant(
-                    &self.topology,
-                    &self.groups,
-                    &region,
-                    redundancy,
-                    &data.load(),
-                ) {
-                    Ok(g) => g,
-                    Err(e) => return DirectoryResponse::Rejected(R::Placement(e.to_string())),
+                let load = data.load();
+                let group =
+                    match place_tenant(&self.topology, &self.groups, &region, redundancy, &load) {
+                        Ok(g) => g,
+                        Err(e) => return DirectoryResponse::Rejected(R::Placement(e.to_string())),
+                    };
+                let secondary = if redundancy.is_geo() {
+                    match place_secondary(&self.topology, &self.groups, &region, &load) {
+                        // Seeded like any new secondary (quick for an empty tenant), so
+                        // writes that land before the primary ships are copied too.
+                        Ok((region, group)) => Some(Secondary {
+                            region,
+                            group,
+                            seeded: false,
+                        }),
+                        Err(e) => return DirectoryResponse::Rejected(R::Placement(e.to_string())),
+                    }
+                } else {
+                    None
                 };
                 let record = TenantRecord {
                     name: name.clone(),
@@ -102,6 +113,10 @@ impl DirectoryState {
                     group,
                     status: TenantStatus::Active,
                     created_ms: now_ms,
+                    epoch: 0,
+                    secondary,
+                    failovers: Vec::new(),
+                    auto_failover_after_ms: None,
                 };
                 let vault = KeyVault::new(&name, kek, now_ms, purge_protection);
                 batch.put(tenant_key(&name), frame::encode(&encode(&record)));
@@ -140,7 +155,95 @@ impl DirectoryState {
                 self.view.forget_keks(&tenant);
                 DirectoryResponse::Vault(next)
             }
+            DirectoryCommand::UpdateTenant {
+                name,
+                redundancy,
+                auto_failover_after_ms,
+            } => {
+                let load = data.load();
+                let (topology, groups) = (&self.topology, &self.groups);
+                self.change_tenant(data, batch, &name, |t| {
+                    if let Some(class) = redundancy {
+                        let region = t.region.clone();
+                        t.update_class(class, || {
+                            place_secondary(topology, groups, &region, &load).map_err(|e| e.to_string())
+                        })?;
+                    }
+                    if let Some(policy) = auto_failover_after_ms {
+                        if policy.is_some() && t.secondary.is_none() {
+                            return Err(GeoRefusal::State(format!(
+                                "tenant {:?} is {}: automatic failover needs a secondary region (GRS, RA-GRS, GZRS or RA-GZRS)",
+                                t.name, t.redundancy
+                            )));
+                        }
+                        t.auto_failover_after_ms = policy;
+                    }
+                    Ok(())
+                })
+            }
+            DirectoryCommand::BeginFailover {
+                name,
+                planned,
+                now_ms,
+            } => self.change_tenant(data, batch, &name, |t| t.begin_failover(planned, now_ms)),
+            DirectoryCommand::AbortFailover { name } => {
+                self.change_tenant(data, batch, &name, |t| t.abort_failover())
+            }
+            DirectoryCommand::CompleteFailover {
+                name,
+                planned,
+                now_ms,
+                outcome,
+            } => {
+                let mut record = None;
+                let response = self.change_tenant(data, batch, &name, |t| {
+                    record = Some(t.complete_failover(planned, now_ms, outcome)?);
+                    Ok(())
+                });
+                match (response, record) {
+                    (DirectoryResponse::Tenant(tenant), Some(record)) => {
+                        DirectoryResponse::FailedOver {
+                            tenant: Box::new(tenant),
+                            record: Box::new(record),
+                        }
+                    }
+                    (other, _) => other,
+                }
+            }
+            DirectoryCommand::CompleteReprotect {
+                name,
+                recovery_container,
+                recovered_objects,
+            } => self.change_tenant(data, batch, &name, |t| {
+                t.complete_reprotect(recovery_container, recovered_objects)
+            }),
+            DirectoryCommand::GeoSeeded { name, group, epoch } => {
+                self.change_tenant(data, batch, &name, |t| {
+                    t.mark_seeded(group, epoch);
+                    Ok(())
+                })
+            }
         }
+    }
+
+    /// Applies `change` to tenant `name` and stores it, or answers why not.
+    fn change_tenant(
+        &self,
+        data: &mut DirectoryData,
+        batch: &mut WriteBatch,
+        name: &str,
+        change: impl FnOnce(&mut TenantRecord) -> Result<(), GeoRefusal>,
+    ) -> DirectoryResponse {
+        let Some(current) = data.tenants.get(name) else {
+            return DirectoryResponse::Rejected(DirectoryRejection::TenantNotFound(name.into()));
+        };
+        let mut next = current.clone();
+        if let Err(refusal) = change(&mut next) {
+            return DirectoryResponse::Rejected(DirectoryRejection::Geo(refusal));
+        }
+        batch.put(tenant_key(name), frame::encode(&encode(&next)));
+        data.tenants.insert(name.to_string(), next.clone());
+        DirectoryResponse::Tenant(next)
     }
 }
 

@@ -33,6 +33,8 @@
 //! reachable.
 
 pub mod chunks;
+pub mod geo;
+pub mod geo_apply;
 pub mod reader;
 pub mod store;
 
@@ -40,6 +42,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use stratus_core::crypto::envelope::Envelope;
+use stratus_core::placement::GroupId;
 
 /// `tenant/container/key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +216,62 @@ pub enum ObjectCommand {
     /// customer-provided keys are unrecoverable too. Repeated until `Shredded`
     /// reports nothing left.
     ShredTenant { tenant: String, limit: u32 },
+    /// Changes `tenant`'s role in this group (see [`geo`]).
+    SetRole {
+        tenant: String,
+        change: geo::RoleChange,
+    },
+    /// Entries shipped by the primary `from`, starting at `first_seq`; every write
+    /// it acknowledged before `as_of_ms` is in them or earlier.
+    GeoApply {
+        tenant: String,
+        epoch: u64,
+        from: GroupId,
+        first_seq: u64,
+        entries: Vec<geo::GeoEntry>,
+        as_of_ms: u64,
+    },
+    /// Part of the first full copy of a tenant (absolute operations, no sequence).
+    GeoSeed {
+        tenant: String,
+        epoch: u64,
+        from: GroupId,
+        ops: Vec<geo::GeoOp>,
+    },
+    /// The first full copy is complete: outbox entries continue at `next_seq`.
+    GeoSeedDone {
+        tenant: String,
+        epoch: u64,
+        from: GroupId,
+        next_seq: u64,
+        as_of_ms: u64,
+    },
+    /// On the primary: the secondary applied everything up to `seq` (and holds a
+    /// full copy when `seeded`); older outbox entries go.
+    GeoAcked {
+        tenant: String,
+        epoch: u64,
+        seq: u64,
+        last_sync_ms: u64,
+        seeded: bool,
+    },
+    /// Installs versions recovered from a former primary (a reprotect), as they are.
+    Recover { ops: Vec<geo::GeoOp> },
+}
+
+impl ObjectCommand {
+    /// The tenant of a write a client asked for (acknowledged to it, so fenced by
+    /// the tenant's write lease); `None` for the node's own commands.
+    pub fn client_write_tenant(&self) -> Option<&str> {
+        match self {
+            ObjectCommand::CreateContainer { tenant, .. }
+            | ObjectCommand::DeleteContainer { tenant, .. } => Some(tenant),
+            ObjectCommand::PutInline { object, .. }
+            | ObjectCommand::Commit { object, .. }
+            | ObjectCommand::Delete { object, .. } => Some(&object.tenant),
+            _ => None,
+        }
+    }
 }
 
 /// The outcome of an [`ObjectCommand`].
@@ -240,6 +299,15 @@ pub enum ObjectResponse {
         containers: u64,
         done: bool,
     },
+    /// This group does not take writes for the tenant: it is its `role` here.
+    NotPrimary {
+        role: String,
+        epoch: u64,
+    },
+    /// The tenant's role after a `SetRole`.
+    Role(Box<geo::TenantRole>),
+    /// A secondary's answer to shipped entries or seed operations.
+    Geo(geo::GeoReply),
 }
 
 pub(crate) mod layout {
@@ -296,6 +364,39 @@ pub(crate) mod layout {
 
     pub fn chunk_list(group: u64, version: u128) -> Vec<u8> {
         versioned(keys::app(group), b'k', version)
+    }
+
+    /// A tenant's role in the group.
+    pub fn role(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = roles_prefix(group);
+        k.extend_from_slice(tenant.as_bytes());
+        k
+    }
+
+    pub fn roles_prefix(group: u64) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'r');
+        k
+    }
+
+    /// Outbox entry `seq` of a geo-redundant tenant.
+    pub fn outbox(group: u64, tenant: &str, seq: u64) -> Vec<u8> {
+        let mut k = outbox_prefix(group, tenant);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    pub fn outbox_prefix(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'x');
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k
+    }
+
+    /// A chunked version an outbox entry still needs (the sweep keeps its blob).
+    pub fn geo_hold(group: u64, version: u128) -> Vec<u8> {
+        versioned(keys::app(group), b'h', version)
     }
 
     pub fn repair(group: u64, version: u128) -> Vec<u8> {

@@ -205,6 +205,49 @@ impl ObjectReader {
             .collect()
     }
 
+    /// Every tenant's role record in this group.
+    pub fn roles(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, super::geo::TenantRole>, StorageError> {
+        let prefix = layout::roles_prefix(self.group);
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
+        let rows = self
+            .engine
+            .scan(Bound::Included(&prefix), Bound::Excluded(&end), usize::MAX)?;
+        rows.iter()
+            .map(|(k, v)| {
+                let tenant = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok((tenant, Self::decode_record(k, v)?))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` outbox entries of `tenant` from sequence `from` on, in order.
+    pub fn outbox(
+        &self,
+        tenant: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<super::geo::GeoEntry>, StorageError> {
+        let prefix = layout::outbox_prefix(self.group, tenant);
+        let start = layout::outbox(self.group, tenant, from);
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
+        let rows = self
+            .engine
+            .scan(Bound::Included(&start), Bound::Excluded(&end), limit)?;
+        rows.iter()
+            .map(|(k, v)| Self::decode_record(k, v))
+            .collect()
+    }
+
+    /// Whether an outbox entry still needs the chunks of `version`.
+    pub fn geo_hold(&self, version: u128) -> Result<bool, StorageError> {
+        Ok(self
+            .engine
+            .get(&layout::geo_hold(self.group, version))?
+            .is_some())
+    }
+
     /// Whether the container holds any object in this group.
     pub fn container_has_objects(
         &self,

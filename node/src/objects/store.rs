@@ -26,7 +26,7 @@ use stratus_core::limits::{INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 pub struct ObjectStore {
     /// Reads the state as the command being applied sees it (through the state
     /// machine's overlay while applying, the engine otherwise).
-    reader: ObjectReader,
+    pub(super) reader: ObjectReader,
     engine: EngineRef,
     blobs: BlobRef,
     chunks: ChunkStore,
@@ -34,7 +34,10 @@ pub struct ObjectStore {
     refused: Vec<u128>,
     /// Every (tenant, container) of the group: checked on every write, so kept in
     /// memory rather than read from the engine each time (rebuilt by `reload`).
-    containers: BTreeSet<(String, String)>,
+    pub(super) containers: BTreeSet<(String, String)>,
+    /// Each tenant's role in this group, when it has a record (see `geo`); shared
+    /// with the node so services see roles without reading the engine.
+    pub(super) roles: super::geo_apply::Roles,
 }
 
 /// Checks that `meta` (and the CRC list of a chunked version) describe a well-formed
@@ -72,7 +75,12 @@ fn check_shape(
 }
 
 impl ObjectStore {
-    pub fn new(engine: EngineRef, blobs: BlobRef, group: u64) -> Self {
+    pub fn new(
+        engine: EngineRef,
+        blobs: BlobRef,
+        group: u64,
+        roles: super::geo_apply::Roles,
+    ) -> Self {
         Self {
             reader: ObjectReader::new(engine.clone(), blobs.clone(), group),
             engine,
@@ -80,16 +88,30 @@ impl ObjectStore {
             blobs,
             refused: Vec::new(),
             containers: BTreeSet::new(),
+            roles,
         }
     }
 
-    fn group(&self) -> u64 {
+    /// Marks a version that will never become visible: its chunks go after the batch.
+    pub(super) fn refuse_version(&mut self, version: u128) {
+        self.refused.push(version);
+    }
+
+    /// Whether this replica lacks or holds damaged chunks of `version`.
+    pub(super) fn chunks_damaged(&self, version: u128, crcs: &[u32]) -> Result<bool, StorageError> {
+        Ok(!self
+            .chunks
+            .damaged_frames(version, crcs.len() as u32, Some(crcs))?
+            .is_empty())
+    }
+
+    pub(super) fn group(&self) -> u64 {
         self.reader.group()
     }
 
     /// Drops `meta`'s metadata-side bytes: the inline row, or the CRC list and repair
     /// mark (the blob itself goes with the sweep, after in-flight reads).
-    fn drop_version(&mut self, batch: &mut WriteBatch, meta: &ObjectMeta) {
+    pub(super) fn drop_version(&mut self, batch: &mut WriteBatch, meta: &ObjectMeta) {
         match meta.layout {
             Layout::Inline => batch.remove(layout::inline(self.group(), meta.version)),
             Layout::Chunked { .. } => {
@@ -100,7 +122,7 @@ impl ObjectStore {
     }
 
     /// Replaces the current version (if any) with `meta`, keeping the creation time.
-    fn install(
+    pub(super) fn install(
         &mut self,
         batch: &mut WriteBatch,
         object: &ObjectId,
@@ -192,7 +214,7 @@ impl ObjectStore {
         Ok(self.install(batch, &object, meta, current))
     }
 
-    fn delete(
+    pub(super) fn delete(
         &mut self,
         batch: &mut WriteBatch,
         object: ObjectId,
@@ -220,7 +242,7 @@ impl ObjectStore {
         })
     }
 
-    fn rewrap(
+    pub(super) fn rewrap(
         &mut self,
         batch: &mut WriteBatch,
         object: ObjectId,
@@ -239,7 +261,7 @@ impl ObjectStore {
         }
     }
 
-    fn create_container(
+    pub(super) fn create_container(
         &mut self,
         batch: &mut WriteBatch,
         tenant: String,
@@ -263,7 +285,7 @@ impl ObjectStore {
         Ok(ObjectResponse::Container(record))
     }
 
-    fn delete_container(
+    pub(super) fn delete_container(
         &mut self,
         batch: &mut WriteBatch,
         tenant: String,
@@ -285,7 +307,7 @@ impl ObjectStore {
         Ok(ObjectResponse::ContainerDeleted)
     }
 
-    fn shred_tenant(
+    pub(super) fn shred_tenant(
         &mut self,
         batch: &mut WriteBatch,
         tenant: String,
@@ -345,6 +367,10 @@ impl Application for ObjectStore {
                 why: "directory command in a replica group's log".into(),
             });
         };
+        if let Some(refusal) = self.refuse_if_not_primary(&command) {
+            return Ok(Response::Object(refusal));
+        }
+        let shipped = self.shipping(&command);
         let response = match command {
             ObjectCommand::CreateContainer {
                 tenant,
@@ -375,7 +401,40 @@ impl Application for ObjectStore {
             ObjectCommand::ShredTenant { tenant, limit } => {
                 self.shred_tenant(batch, tenant, limit)?
             }
+            ObjectCommand::SetRole { tenant, change } => self.set_role(batch, tenant, change)?,
+            ObjectCommand::GeoApply {
+                tenant,
+                epoch,
+                from,
+                first_seq,
+                entries,
+                as_of_ms,
+            } => self.geo_apply(batch, &tenant, epoch, from, first_seq, entries, as_of_ms)?,
+            ObjectCommand::GeoSeed {
+                tenant,
+                epoch,
+                from,
+                ops,
+            } => self.geo_seed(batch, &tenant, epoch, from, ops)?,
+            ObjectCommand::GeoSeedDone {
+                tenant,
+                epoch,
+                from,
+                next_seq,
+                as_of_ms,
+            } => self.geo_seed_done(batch, &tenant, epoch, from, next_seq, as_of_ms)?,
+            ObjectCommand::GeoAcked {
+                tenant,
+                epoch,
+                seq,
+                last_sync_ms,
+                seeded,
+            } => self.geo_acked(batch, &tenant, epoch, seq, last_sync_ms, seeded)?,
+            ObjectCommand::Recover { ops } => self.recover(batch, ops)?,
         };
+        if let Some(shipped) = shipped {
+            self.record_outbox(batch, shipped, &response)?;
+        }
         Ok(Response::Object(response))
     }
 
@@ -395,6 +454,7 @@ impl Application for ObjectStore {
             .into_iter()
             .map(|c| (c.tenant, c.name))
             .collect();
+        self.roles.replace(reader.roles()?);
         Ok(())
     }
 

@@ -32,7 +32,7 @@ impl Fixture {
         let shared: EngineRef = Arc::new(engine.clone());
         let blob_ref: BlobRef = Arc::new(blobs.clone());
         Self {
-            store: ObjectStore::new(shared.clone(), blob_ref.clone(), G),
+            store: ObjectStore::new(shared.clone(), blob_ref.clone(), G, Default::default()),
             reader: reader::ObjectReader::new(shared, blob_ref.clone(), G),
             chunks: ChunkStore::new(blob_ref, G),
             engine,

@@ -20,7 +20,7 @@ type Sm = GroupStateMachine<ObjectStore>;
 fn stores(engine: EngineRef, blobs: BlobRef) -> Result<(LogStore, Sm), StorageError> {
     let counters = Arc::new(GroupCounters::default());
     let blobs_for_log = blobs.clone();
-    let app = ObjectStore::new(engine.clone(), blobs.clone(), 3);
+    let app = ObjectStore::new(engine.clone(), blobs.clone(), 3, Default::default());
     let sm = GroupStateMachine::open(engine.clone(), blobs, 3, app, counters.clone())?;
     let commit = crate::storage::group_commit::GroupCommit::new(engine.clone());
     let log = LogStore::open(engine.clone(), blobs_for_log, commit, 3, counters)?;

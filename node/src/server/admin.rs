@@ -38,6 +38,11 @@ pub(crate) fn rejection(r: DirectoryRejection) -> NodeError {
             code: "placement-impossible",
             message: m,
         },
+        R::Geo(crate::directory::geo::GeoRefusal::State(m)) => NodeError::FailedPrecondition {
+            code: "tenant-state",
+            message: m,
+        },
+        R::Geo(crate::directory::geo::GeoRefusal::Invalid(m)) => NodeError::InvalidArgument(m),
     }
 }
 
@@ -156,7 +161,11 @@ impl AdminService for AdminApi {
             .query(DIRECTORY_GROUP, GroupQuery::Tenant(name.clone()))
             .await?
         {
-            GroupAnswer::Tenant(Some(t)) => Ok(Response::new(convert::tenant(&t))),
+            GroupAnswer::Tenant(Some(t)) => {
+                let mut wire = convert::tenant(&t);
+                wire.geo = crate::geo::status::geo_info(&self.node, &t).await;
+                Ok(Response::new(wire))
+            }
             _ => Err(NodeError::TenantNotFound(name).into()),
         }
     }
@@ -276,6 +285,20 @@ impl AdminService for AdminApi {
             })
             .collect();
         let leader = status::group_leader(&self.node, tenant.group).await;
+        let secondary_members = tenant
+            .secondary
+            .as_ref()
+            .and_then(|s| self.node.spec(s.group))
+            .map(|spec| {
+                spec.voters
+                    .iter()
+                    .map(|id| pb::Member {
+                        node_id: *id,
+                        addr: self.node.peers.addr(*id).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Response::new(pb::Placement {
             tenant: name,
             group_id: tenant.group,
@@ -284,7 +307,65 @@ impl AdminService for AdminApi {
             leader_addr: leader
                 .and_then(|l| self.node.peers.addr(l))
                 .unwrap_or_default(),
+            secondary_group_id: tenant.secondary.as_ref().map_or(0, |s| s.group),
+            secondary_members,
+            read_access: tenant.redundancy.read_access(),
         }))
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let r = request.into_inner();
+        validate_tenant(&r.name).map_err(NodeError::from)?;
+        let redundancy = convert::redundancy_from_wire_opt(r.redundancy)?;
+        let auto_failover_after_ms = r
+            .auto_failover_after_s
+            .map(|s| (s > 0).then(|| s.saturating_mul(1000)));
+        if redundancy.is_none() && auto_failover_after_ms.is_none() {
+            return Err(NodeError::InvalidArgument(
+                "nothing to change: give a redundancy class, an automatic-failover delay, or both"
+                    .into(),
+            )
+            .into());
+        }
+        let command = DirectoryCommand::UpdateTenant {
+            name: r.name,
+            redundancy,
+            auto_failover_after_ms,
+        };
+        match self.node.directory_write(command).await? {
+            DirectoryResponse::Tenant(t) => {
+                let mut wire = convert::tenant(&t);
+                wire.geo = crate::geo::status::geo_info(&self.node, &t).await;
+                Ok(Response::new(wire))
+            }
+            other => Err(unexpected(other).into()),
+        }
+    }
+
+    async fn failover(
+        &self,
+        request: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::FailoverResponse>, Status> {
+        let r = request.into_inner();
+        validate_tenant(&r.tenant).map_err(NodeError::from)?;
+        let (t, record) = crate::geo::failover::failover(&self.node, &r.tenant, r.planned).await?;
+        Ok(Response::new(pb::FailoverResponse {
+            tenant: Some(convert::tenant(&t)),
+            failover: Some(convert::failover(&record)),
+        }))
+    }
+
+    async fn reprotect(
+        &self,
+        request: Request<pb::ReprotectRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let r = request.into_inner();
+        validate_tenant(&r.tenant).map_err(NodeError::from)?;
+        let t = crate::geo::failover::reprotect(&self.node, &r.tenant).await?;
+        Ok(Response::new(convert::tenant(&t)))
     }
 
     async fn cluster_status(

@@ -29,7 +29,11 @@ pub struct ObjectApi {
 pub(crate) struct Target<'a> {
     pub id: ObjectId,
     pub tenant: TenantRecord,
+    /// The local replica the request is served from: the tenant's primary group,
+    /// or its secondary for a read from the secondary.
     pub group: &'a GroupHandle,
+    /// For reads from the secondary: its last sync time.
+    pub last_sync_ms: Option<u64>,
 }
 
 impl ObjectApi {
@@ -52,16 +56,24 @@ impl ObjectApi {
         // Revoked, deleted or purged keys refuse every data request on every node,
         // before any routing.
         self.node.keys.check_usable(tenant)?;
-        let group = self.node.replica_of(&record)?;
+        let (group, last_sync_ms) = if access == Access::SecondaryRead {
+            let (group, as_of) = self.secondary_of(&record)?;
+            (group, Some(as_of))
+        } else {
+            (self.node.replica_of(&record)?, None)
+        };
         match access {
-            Access::Write => group.require_leader()?,
+            Access::Write => {
+                group.require_leader()?;
+                crate::geo::lease::check_writable(&self.node, group.id(), &record)?;
+            }
             Access::StrongRead => {
                 group.require_leader()?;
                 group.linearizable_barrier().await?;
             }
-            Access::EventualRead => {}
+            Access::EventualRead | Access::SecondaryRead => {}
         }
-        let objects = self.node.objects(record.group);
+        let objects = self.node.objects(group.id());
         let mut exists = objects.container(tenant, container)?.is_some();
         if !exists && access == Access::Write {
             // A new leader may not have applied everything committed yet: catch up
@@ -84,12 +96,67 @@ impl ObjectApi {
             id,
             tenant: record,
             group,
+            last_sync_ms,
         })
+    }
+
+    /// The local replica of the tenant's secondary, for a read from it, and the
+    /// secondary's last sync time; or why such a read is refused here.
+    fn secondary_of(&self, record: &TenantRecord) -> NodeResult<(&GroupHandle, u64)> {
+        let t = &record.name;
+        let Some(secondary) = &record.secondary else {
+            return Err(NodeError::FailedPrecondition {
+                code: "no-secondary",
+                message: format!(
+                    "tenant {t:?} is {} and has no secondary copy to read from",
+                    record.redundancy
+                ),
+            });
+        };
+        if !record.redundancy.read_access() {
+            return Err(NodeError::FailedPrecondition {
+                code: "secondary-read-not-allowed",
+                message: format!(
+                    "tenant {t:?} is {}: its secondary copy can be read only with read access ({}); convert it with `stratus tenant update {t} --redundancy {}`",
+                    record.redundancy,
+                    stratus_core::Redundancy::compose(record.redundancy.local(), true, true),
+                    stratus_core::Redundancy::compose(record.redundancy.local(), true, true).as_str()
+                ),
+            });
+        }
+        let Some(group) = self.node.groups.get(&secondary.group) else {
+            let member = self
+                .node
+                .spec(secondary.group)
+                .and_then(|s| s.voters.first().copied());
+            return Err(NodeError::NotLeader {
+                me: self.node.id,
+                group: secondary.group,
+                leader_id: member,
+                leader_addr: member.and_then(|m| self.node.peers.addr(m)),
+            });
+        };
+        match self.node.geo.roles(secondary.group).get(t) {
+            crate::objects::geo::TenantRole::Secondary {
+                as_of_ms,
+                seeded: true,
+                ..
+            } => Ok((group, as_of_ms)),
+            other => Err(NodeError::UnavailableFor {
+                code: "secondary-not-ready",
+                message: format!(
+                    "the secondary copy of tenant {t:?} in {} is not readable yet (it is {} here{}); retry shortly",
+                    secondary.region,
+                    other.name(),
+                    if secondary.seeded { "" } else { ", bootstrapping" }
+                ),
+            }),
+        }
     }
 
     fn head_local(&self, t: &Target<'_>) -> NodeResult<ObjectMeta> {
         self.node
-            .objects(t.tenant.group)
+            .objects(t.group.id())
             .head(&t.id)?
             .ok_or_else(|| NodeError::ObjectNotFound {
                 tenant: t.id.tenant.clone(),
@@ -105,11 +172,14 @@ pub(crate) enum Access {
     Write,
     StrongRead,
     EventualRead,
+    /// Any replica of the tenant's secondary group (RA classes).
+    SecondaryRead,
 }
 
 pub(crate) fn read_access(consistency: i32) -> Access {
     match pb::Consistency::try_from(consistency) {
         Ok(pb::Consistency::Eventual) => Access::EventualRead,
+        Ok(pb::Consistency::Secondary) => Access::SecondaryRead,
         _ => Access::StrongRead,
     }
 }
@@ -271,14 +341,14 @@ impl ObjectService for ObjectApi {
                 .open(&t.id, meta.version, &meta.encryption, customer.as_ref())?;
         drop(customer);
         let (start, end) = byte_range(meta.size, r.offset, r.length)?;
+        let mut info = convert::object_info(&t.id, &meta);
+        info.last_sync_ms = t.last_sync_ms;
         let info = pb::GetResponse {
-            part: Some(pb::get_response::Part::Info(convert::object_info(
-                &t.id, &meta,
-            ))),
+            part: Some(pb::get_response::Part::Info(info)),
         };
         let chunks = content_stream(
             self.node.clone(),
-            self.node.objects(t.tenant.group),
+            self.node.objects(t.group.id()),
             t.id.clone(),
             meta,
             Arc::new(cipher),
@@ -304,7 +374,9 @@ impl ObjectService for ObjectApi {
             )
             .await?;
         let meta = self.head_local(&t)?;
-        Ok(Response::new(convert::object_info(&t.id, &meta)))
+        let mut info = convert::object_info(&t.id, &meta);
+        info.last_sync_ms = t.last_sync_ms;
+        Ok(Response::new(info))
     }
 
     async fn delete_object(
@@ -319,7 +391,7 @@ impl ObjectService for ObjectApi {
             object: t.id.clone(),
             if_match: r.if_match,
         });
-        match t.group.propose(command).await? {
+        match self.node.propose_write(t.group, &t.tenant, command).await? {
             RaftResponse::Object(ObjectResponse::Deleted { version }) => {
                 Ok(Response::new(pb::DeleteResponse {
                     version_id: format!("{version:032x}"),
@@ -379,7 +451,7 @@ impl ObjectService for ObjectApi {
         };
         let mut rows = self
             .node
-            .objects(t.tenant.group)
+            .objects(t.group.id())
             .list(
                 &r.tenant,
                 &r.container,
@@ -397,14 +469,16 @@ impl ObjectService for ObjectApi {
         let objects = rows
             .iter()
             .map(|(key, meta)| {
-                convert::object_info(
+                let mut info = convert::object_info(
                     &ObjectId {
                         tenant: r.tenant.clone(),
                         container: r.container.clone(),
                         key: key.clone(),
                     },
                     meta,
-                )
+                );
+                info.last_sync_ms = t.last_sync_ms;
+                info
             })
             .collect();
         Ok(Response::new(pb::ListResponse {

@@ -103,7 +103,10 @@ impl PeerService for PeerApi {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardReply>, Status> {
         let r = request.into_inner();
-        let payload = self.node.serve_propose(r.group_id, &r.payload).await?;
+        let payload = self
+            .node
+            .serve_propose(r.group_id, &r.payload, r.relay.min(1))
+            .await?;
         Ok(Response::new(pb::ForwardReply {
             payload: payload.into(),
         }))
@@ -114,7 +117,10 @@ impl PeerService for PeerApi {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardReply>, Status> {
         let r = request.into_inner();
-        let payload = self.node.serve_query(r.group_id, &r.payload).await?;
+        let payload = self
+            .node
+            .serve_query(r.group_id, &r.payload, r.relay.min(1))
+            .await?;
         Ok(Response::new(pb::ForwardReply {
             payload: payload.into(),
         }))

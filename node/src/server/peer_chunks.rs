@@ -12,6 +12,31 @@ use crate::objects::reader::ObjectReader;
 use stratus_core::limits::STORAGE_CHUNK_BYTES;
 use stratus_proto::v1 as pb;
 
+/// Checks that this node is a member of `group`, that `from` is a node of the
+/// cluster (a member of the group, or a geo shipper in another region writing to
+/// it), and parses the version.
+fn admit_from_cluster(
+    node: &StratusNode,
+    group: u64,
+    from: u64,
+    version: &[u8],
+) -> NodeResult<(ObjectReader, u128)> {
+    if node.topology.node(from).is_none() {
+        return Err(NodeError::InvalidArgument(format!(
+            "node {from} is not in this cluster's topology"
+        )));
+    }
+    if !node.groups.contains_key(&group) {
+        return Err(NodeError::InvalidArgument(format!(
+            "node {} holds no replica of group {group}",
+            node.id
+        )));
+    }
+    let version = version_from_wire(version)
+        .ok_or_else(|| NodeError::InvalidArgument("a version id is 16 bytes".into()))?;
+    Ok((node.objects(group), version))
+}
+
 /// Checks that this node and `from` are members of `group` and parses the version.
 fn admit(
     node: &StratusNode,
@@ -39,7 +64,7 @@ pub fn write_chunk(
     node: &StratusNode,
     r: pb::WriteChunkRequest,
 ) -> NodeResult<pb::WriteChunkReply> {
-    let (reader, version) = admit(node, r.group_id, r.from, &r.version)?;
+    let (reader, version) = admit_from_cluster(node, r.group_id, r.from, &r.version)?;
     if r.data.len() > CHUNK_DATA_MAX {
         return Err(NodeError::InvalidArgument(format!(
             "a stored chunk holds at most {CHUNK_DATA_MAX} bytes, got {}",
@@ -71,7 +96,7 @@ pub async fn sync_chunks(
     node: &StratusNode,
     r: pb::SyncChunksRequest,
 ) -> NodeResult<pb::SyncChunksReply> {
-    let (reader, version) = admit(node, r.group_id, r.from, &r.version)?;
+    let (reader, version) = admit_from_cluster(node, r.group_id, r.from, &r.version)?;
     node.blobs.sync().await?;
     // Each chunk's data was CRC-checked when written; after the sync a frame header
     // that is present and well formed means the chunk is durable.
@@ -95,7 +120,8 @@ pub fn fetch_chunk(
     node: &StratusNode,
     r: pb::FetchChunkRequest,
 ) -> NodeResult<pb::FetchChunkReply> {
-    let (reader, version) = admit(node, r.group_id, r.from, &r.version)?;
+    // Members repair from each other; a reprotect reads a former primary's copy.
+    let (reader, version) = admit_from_cluster(node, r.group_id, r.from, &r.version)?;
     let expected = reader
         .chunk_list(version)?
         .and_then(|crcs| crcs.get(r.index as usize).copied());

@@ -40,6 +40,8 @@ const BUFFER_BYTES_INITIAL: usize = 16 * 1024;
 struct Upload<'a> {
     api: &'a ObjectApi,
     group: &'a GroupHandle,
+    /// The tenant's directory record (its epoch fences the write).
+    tenant: crate::directory::TenantRecord,
     object_id: ObjectId,
     version: u128,
     /// Bytes not yet cut into a stored chunk.
@@ -156,7 +158,11 @@ impl Upload<'_> {
         // The keys may have been revoked while the bytes streamed in.
         self.api.node.keys.check_usable(&self.object_id.tenant)?;
         let proposed = tokio::time::Instant::now();
-        let outcome = self.group.propose(Command::Object(command)).await;
+        let outcome = self
+            .api
+            .node
+            .propose_write(self.group, &self.tenant, Command::Object(command))
+            .await;
         self.propose_us = proposed.elapsed().as_micros() as u64;
         if let Some(fanout) = self.fanout.as_mut() {
             // Committed, refused by the state machine (which drops the chunks itself)
@@ -242,6 +248,7 @@ pub(crate) async fn put(
     let mut upload = Upload {
         api,
         group: target.group,
+        tenant: target.tenant.clone(),
         object_id: target.id.clone(),
         version,
         key,
