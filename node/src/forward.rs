@@ -44,14 +44,6 @@ pub enum GroupQuery {
     TenantAt(String),
     /// Replica group: which keys protect a tenant's objects.
     KeyUsage { tenant: String },
-    /// Directory: write leases for tenants whose primary `group` is (see
-    /// `crate::geo::lease`).
-    Leases {
-        group: GroupId,
-        asks: Vec<crate::geo::lease::LeaseAsk>,
-    },
-    /// Directory: what a tenant's primary last reported to the directory's leader.
-    GeoReport(String),
     /// Replica group: its view of a tenant's geo-replication.
     GeoStatus { tenant: String },
     /// Replica group: outbox entries of a tenant from `from` on.
@@ -87,8 +79,6 @@ pub enum GroupAnswer {
         tenant: Option<TenantRecord>,
         applied: u64,
     },
-    Leases(Vec<(String, bool)>),
-    GeoReport(Option<crate::geo::lease::PrimaryReport>),
     Geo(crate::geo::status::GeoView),
     Outbox(Vec<crate::objects::geo::GeoEntry>),
 }
@@ -122,10 +112,6 @@ pub fn answer_locally(
                 .unwrap_or(0),
         },
         GroupQuery::KeyUsage { tenant } => GroupAnswer::KeyUsage(key_usage(&objects(), &tenant)?),
-        GroupQuery::Leases { group: from, asks } => {
-            GroupAnswer::Leases(crate::geo::lease::answer(node, from, asks))
-        }
-        GroupQuery::GeoReport(tenant) => GroupAnswer::GeoReport(node.geo.reports.get(&tenant)),
         GroupQuery::GeoStatus { tenant } => {
             GroupAnswer::Geo(crate::geo::status::answer(node, group, &tenant))
         }
@@ -195,8 +181,6 @@ fn check_group(node: &StratusNode, group: GroupId, query: &GroupQuery) -> NodeRe
             | GroupQuery::TenantAt(_)
             | GroupQuery::Tenants
             | GroupQuery::Vault(_)
-            | GroupQuery::Leases { .. }
-            | GroupQuery::GeoReport(_)
     );
     if directory_query != (group == DIRECTORY_GROUP) || node.spec(group).is_none() {
         return Err(NodeError::InvalidArgument(format!(

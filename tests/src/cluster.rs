@@ -222,6 +222,17 @@ impl Cluster {
         self.node_mut(id)?.start()
     }
 
+    /// Freezes node `id` (SIGSTOP): it neither answers nor loses anything, like a
+    /// host cut off from the network; [`Cluster::resume`] lets it go on.
+    pub fn pause(&mut self, id: NodeId) -> anyhow::Result<()> {
+        self.node_mut(id)?.send(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a paused node go on (SIGCONT).
+    pub fn resume(&mut self, id: NodeId) -> anyhow::Result<()> {
+        self.node_mut(id)?.send(nix::sys::signal::Signal::SIGCONT)
+    }
+
     /// SIGKILLs node `id`.
     pub fn kill(&mut self, id: NodeId) -> anyhow::Result<()> {
         self.node_mut(id)?.kill()

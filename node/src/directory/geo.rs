@@ -81,6 +81,61 @@ pub enum GeoRefusal {
     Invalid(String),
 }
 
+/// One tenant in a lease renewal: the epoch its primary asks a lease for and the
+/// primary's outbox position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseAsk {
+    pub tenant: String,
+    pub epoch: u64,
+    /// The last outbox sequence number applied by the primary.
+    pub head_seq: u64,
+}
+
+/// The last lease granted to a tenant's primary, recorded in the directory.
+///
+/// A lease lets the primary acknowledge writes numbered up to `seq_limit` only;
+/// the limit grows with every renewal by a credit of twice what the primary
+/// applied since the previous one (at least [`LEASE_SEQ_CREDIT_MIN`]). So every
+/// acknowledged write of the primary is numbered at most the recorded limit, and
+/// after an unplanned failover `seq_limit - (what the secondary applied)` bounds
+/// the acknowledged writes that were lost, wherever the directory's leader is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    pub group: GroupId,
+    pub epoch: u64,
+    /// The primary's head when it renewed.
+    pub head_seq: u64,
+    pub seq_limit: u64,
+    pub at_ms: u64,
+}
+
+/// The least a renewal lets a primary's sequence grow.
+pub const LEASE_SEQ_CREDIT_MIN: u64 = 256;
+
+impl TenantRecord {
+    /// Grants (and records) a lease for `group` at `ask`, or refuses it.
+    pub fn grant_lease(&mut self, group: GroupId, ask: &LeaseAsk, now_ms: u64) -> Option<u64> {
+        if !self.lease_allowed(group, ask.epoch) {
+            return None;
+        }
+        let previous = self
+            .lease
+            .as_ref()
+            .filter(|l| l.group == group && l.epoch == ask.epoch);
+        let grown = previous.map_or(0, |l| ask.head_seq.saturating_sub(l.head_seq));
+        let credit = (2 * grown).max(LEASE_SEQ_CREDIT_MIN);
+        let seq_limit = (ask.head_seq + credit).max(previous.map_or(0, |l| l.seq_limit));
+        self.lease = Some(LeaseGrant {
+            group,
+            epoch: ask.epoch,
+            head_seq: ask.head_seq,
+            seq_limit,
+            at_ms: now_ms,
+        });
+        Some(seq_limit)
+    }
+}
+
 /// The outcome of a failover's last step, carried by `CompleteFailover`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverOutcome {
@@ -332,7 +387,30 @@ mod tests {
             }),
             failovers: Vec::new(),
             auto_failover_after_ms: None,
+            lease: None,
         }
+    }
+
+    #[test]
+    fn a_lease_limit_bounds_what_the_primary_may_acknowledge() {
+        let mut t = grs();
+        let ask = |head_seq| LeaseAsk {
+            tenant: "acme".into(),
+            epoch: 0,
+            head_seq,
+        };
+        assert_eq!(
+            t.grant_lease(1, &ask(10), 0),
+            Some(10 + LEASE_SEQ_CREDIT_MIN)
+        );
+        // A busy primary gets twice what it applied since the last renewal.
+        assert_eq!(t.grant_lease(1, &ask(1010), 1000), Some(3010));
+        // The limit never shrinks.
+        assert_eq!(t.grant_lease(1, &ask(1011), 2000), Some(3010));
+        assert_eq!(t.grant_lease(3, &ask(5), 2000), None, "not the primary");
+        t.begin_failover(false, 2500).unwrap();
+        assert_eq!(t.grant_lease(1, &ask(1012), 3000), None, "failing over");
+        assert_eq!(t.lease.as_ref().map(|l| l.seq_limit), Some(3010));
     }
 
     fn outcome() -> FailoverOutcome {

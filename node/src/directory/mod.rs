@@ -42,6 +42,8 @@ pub struct TenantRecord {
     pub failovers: Vec<geo::FailoverRecord>,
     /// Fail over by itself after the primary was unreachable this long.
     pub auto_failover_after_ms: Option<u64>,
+    /// The last write lease granted to the primary (see [`geo::LeaseGrant`]).
+    pub lease: Option<geo::LeaseGrant>,
 }
 
 /// Lifecycle of a tenant.
@@ -113,6 +115,13 @@ pub enum DirectoryCommand {
         recovery_container: Option<String>,
         recovered_objects: u64,
     },
+    /// A primary group's lease renewal: the directory grants (and records) a lease
+    /// for each tenant it still names `group` primary of at the asked epoch.
+    RenewLeases {
+        group: GroupId,
+        asks: Vec<geo::LeaseAsk>,
+        now_ms: u64,
+    },
     /// The secondary `group` holds the first full copy of the tenant at `epoch`.
     GeoSeeded {
         name: String,
@@ -131,6 +140,9 @@ pub enum DirectoryResponse {
         record: Box<geo::FailoverRecord>,
     },
     Vault(KeyVault),
+    /// Per tenant of a renewal: the sequence limit of its new lease, or `None`
+    /// when refused.
+    Leases(Vec<(String, Option<u64>)>),
     Deleted,
     Rejected(DirectoryRejection),
 }

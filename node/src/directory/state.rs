@@ -117,6 +117,7 @@ impl DirectoryState {
                     secondary,
                     failovers: Vec::new(),
                     auto_failover_after_ms: None,
+                    lease: None,
                 };
                 let vault = KeyVault::new(&name, kek, now_ms, purge_protection);
                 batch.put(tenant_key(&name), frame::encode(&encode(&record)));
@@ -217,6 +218,27 @@ impl DirectoryState {
             } => self.change_tenant(data, batch, &name, |t| {
                 t.complete_reprotect(recovery_container, recovered_objects)
             }),
+            DirectoryCommand::RenewLeases {
+                group,
+                asks,
+                now_ms,
+            } => {
+                let mut answers = Vec::with_capacity(asks.len());
+                for ask in asks {
+                    let granted = match data.tenants.get_mut(&ask.tenant) {
+                        Some(t) => {
+                            let granted = t.grant_lease(group, &ask, now_ms);
+                            if granted.is_some() {
+                                batch.put(tenant_key(&t.name), frame::encode(&encode(&*t)));
+                            }
+                            granted
+                        }
+                        None => None,
+                    };
+                    answers.push((ask.tenant, granted));
+                }
+                DirectoryResponse::Leases(answers)
+            }
             DirectoryCommand::GeoSeeded { name, group, epoch } => {
                 self.change_tenant(data, batch, &name, |t| {
                     t.mark_seeded(group, epoch);

@@ -128,6 +128,8 @@ pub async fn failover(
         "failover begun; waiting out the primary's write lease"
     );
     tokio::time::sleep(FAILOVER_LEASE_WAIT).await;
+    // No lease is granted any more: the record (its last lease grant) is final.
+    let record = fresh(node, tenant).await.unwrap_or(record);
     let outcome = match if planned {
         drain(node, &record).await
     } else {
@@ -222,16 +224,17 @@ async fn loss_window(node: &StratusNode, record: &TenantRecord) -> NodeResult<Fa
             secondary.group, record.name
         )));
     };
-    let report = match node
-        .query(DIRECTORY_GROUP, GroupQuery::GeoReport(record.name.clone()))
-        .await
-    {
-        Ok(GroupAnswer::GeoReport(r)) => r,
-        _ => None,
-    };
-    let lost_ops_max = report
-        .filter(|r| r.group == record.group && r.epoch == record.epoch)
-        .map(|r| r.head_seq.saturating_sub(applied_seq));
+    // Every write the old primary acknowledged is numbered within its last
+    // lease's limit (recorded in the directory); the secondary has up to
+    // `applied_seq`. Without a recorded lease nothing was acknowledged under one.
+    let lost_ops_max = record
+        .lease
+        .as_ref()
+        .filter(|l| l.group == record.group && l.epoch == record.epoch)
+        .map_or(Some(0), |l| Some(l.seq_limit.saturating_sub(applied_seq)));
+    if let Some(l) = &record.lease {
+        tracing::info!(tenant = %record.name, applied_seq, reported_head = l.head_seq, seq_limit = l.seq_limit, "loss window of an unplanned failover");
+    }
     Ok(FailoverOutcome {
         last_sync_ms: as_of_ms,
         synced_seq: applied_seq,
@@ -442,11 +445,11 @@ pub async fn auto_round(node: &StratusNode, watch: &mut BTreeMap<String, u64>) {
             .filter(|t| t.status == TenantStatus::Active)
             .filter_map(|t| Some((t, t.auto_failover_after_ms?)))
             .filter(|(t, after)| {
-                // Since when this leader has no word from the primary.
-                let report = node.geo.reports.get(&t.name).filter(|r| r.group == t.group);
+                // Since when the primary has renewed no lease (or this leader
+                // started watching).
                 let since = watch.entry(t.name.clone()).or_insert(now_ms);
-                if let Some(r) = report {
-                    *since = (*since).max(r.at_ms);
+                if let Some(l) = t.lease.as_ref().filter(|l| l.group == t.group) {
+                    *since = (*since).max(l.at_ms);
                 }
                 now_ms.saturating_sub(*since) >= *after
             })

@@ -1,27 +1,25 @@
 //! Write leases: a primary group acknowledges a write of a geo tenant (or of a
 //! tenant that went through a failover) only while its leader holds a lease for
-//! the tenant's current epoch.
+//! the tenant's current epoch, and only for writes numbered up to the lease's
+//! sequence limit.
 //!
-//! The leader asks the directory's leader for every such tenant of the groups it
-//! leads once per [`LEASE_RENEW_EVERY`]. The directory grants a lease after
-//! confirming its own leadership (a linearizable read): only if the record still
-//! names this group as primary at this epoch and no failover has begun. The lease
-//! runs for [`LEASE_DURATION`] from the moment the request was *sent*, measured on
-//! the holder's clock, so it ends before the directory could consider it ended.
-//! A failover first commits `BeginFailover` (no lease is granted after that) and
-//! then waits [`FAILOVER_LEASE_WAIT`] before it moves the primary: by then every
-//! lease granted before the commit has lapsed, with a margin for clock drift.
-//!
-//! A renewal also carries the primary's outbox position, which the directory's
-//! leader keeps in memory ([`ReportBook`]) to bound the loss of an unplanned
-//! failover.
+//! The leader renews every such tenant of the groups it leads once per
+//! [`LEASE_RENEW_EVERY`] with a `RenewLeases` directory entry: applying it grants a
+//! lease only if the record still names this group primary at this epoch and no
+//! failover has begun, and records the grant with its sequence limit (see
+//! `crate::directory::geo::LeaseGrant`). The lease runs for [`LEASE_DURATION`]
+//! from the moment the request was *sent*, measured on the holder's clock, so it
+//! ends before any node could consider it ended. A failover first commits
+//! `BeginFailover` (no lease is granted after that) and then waits
+//! [`FAILOVER_LEASE_WAIT`] before it moves the primary: by then every lease granted
+//! before the commit has lapsed, with a margin for clock drift. The recorded limit
+//! bounds the acknowledged writes an unplanned failover can lose.
 
-use crate::directory::TenantRecord;
+use crate::directory::geo::LeaseAsk;
+use crate::directory::{DirectoryCommand, DirectoryResponse, TenantRecord};
 use crate::error::{NodeError, NodeResult};
-use crate::forward::{GroupAnswer, GroupQuery};
 use crate::node::StratusNode;
 use crate::objects::geo::TenantRole;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,32 +34,12 @@ pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(1000);
 /// margin for clock drift between the holder and the waiting node.
 pub const FAILOVER_LEASE_WAIT: Duration = Duration::from_millis(5500);
 
-/// One tenant in a renewal: the epoch it is primary for here and its outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseAsk {
-    pub tenant: String,
-    pub epoch: u64,
-    /// The last outbox sequence number applied here, and the last the secondary
-    /// applied (equal when nothing is waiting).
-    pub head_seq: u64,
-    pub acked_seq: u64,
-}
-
-/// What a primary last reported to the directory's leader.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PrimaryReport {
-    pub group: GroupId,
-    pub epoch: u64,
-    pub head_seq: u64,
-    pub acked_seq: u64,
-    pub at_ms: u64,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     group: GroupId,
     epoch: u64,
     until: Instant,
+    seq_limit: u64,
 }
 
 /// Leases this node holds, by tenant.
@@ -73,25 +51,19 @@ impl LeaseTable {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Whether a lease for `tenant` on `group` at `epoch` is valid now.
-    pub fn valid(&self, tenant: &str, group: GroupId, epoch: u64) -> bool {
+    /// The sequence limit of a valid lease for `tenant` on `group` at `epoch`.
+    pub fn valid(&self, tenant: &str, group: GroupId, epoch: u64) -> Option<u64> {
         let now = Instant::now();
         self.with(|m| {
             m.get(tenant)
-                .is_some_and(|l| l.group == group && l.epoch == epoch && l.until > now)
+                .filter(|l| l.group == group && l.epoch == epoch && l.until > now)
+                .map(|l| l.seq_limit)
         })
     }
 
-    fn grant(&self, tenant: &str, group: GroupId, epoch: u64, until: Instant) {
+    fn grant(&self, tenant: &str, lease: Lease) {
         self.with(|m| {
-            m.insert(
-                tenant.to_string(),
-                Lease {
-                    group,
-                    epoch,
-                    until,
-                },
-            );
+            m.insert(tenant.to_string(), lease);
         })
     }
 
@@ -99,27 +71,6 @@ impl LeaseTable {
         self.with(|m| {
             m.remove(tenant);
         })
-    }
-}
-
-/// On the directory's leader: the last report of each tenant's primary.
-#[derive(Debug, Default)]
-pub struct ReportBook(Mutex<BTreeMap<String, PrimaryReport>>);
-
-impl ReportBook {
-    pub fn record(&self, tenant: &str, report: PrimaryReport) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_string(), report);
-    }
-
-    pub fn get(&self, tenant: &str) -> Option<PrimaryReport> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            .cloned()
     }
 }
 
@@ -131,33 +82,6 @@ pub fn role_needs_lease(role: &TenantRole, record: Option<&TenantRecord>) -> boo
         }
         _ => false,
     }
-}
-
-/// The directory leader's answer to a renewal from `group` (after its
-/// linearizable barrier): which tenants get a lease.
-pub fn answer(node: &StratusNode, group: GroupId, asks: Vec<LeaseAsk>) -> Vec<(String, bool)> {
-    let now_ms = node.clock.now_ms();
-    asks.into_iter()
-        .map(|ask| {
-            let granted = node
-                .directory
-                .tenant(&ask.tenant)
-                .is_some_and(|t| t.lease_allowed(group, ask.epoch));
-            if granted {
-                node.geo.reports.record(
-                    &ask.tenant,
-                    PrimaryReport {
-                        group,
-                        epoch: ask.epoch,
-                        head_seq: ask.head_seq,
-                        acked_seq: ask.acked_seq,
-                        at_ms: now_ms,
-                    },
-                );
-            }
-            (ask.tenant, granted)
-        })
-        .collect()
 }
 
 /// One renewal round for every replica group this node leads.
@@ -172,15 +96,11 @@ pub async fn renew_round(node: &StratusNode) {
             .filter(|(t, role)| role_needs_lease(role, node.directory.tenant(t).as_ref()))
             .filter_map(|(tenant, role)| match role {
                 TenantRole::Primary {
-                    epoch,
-                    next_seq,
-                    acked_seq,
-                    ..
+                    epoch, next_seq, ..
                 } => Some(LeaseAsk {
                     tenant,
                     epoch,
                     head_seq: next_seq - 1,
-                    acked_seq,
                 }),
                 _ => None,
             })
@@ -189,23 +109,29 @@ pub async fn renew_round(node: &StratusNode) {
             continue;
         }
         let sent = Instant::now();
-        let query = GroupQuery::Leases {
+        let command = DirectoryCommand::RenewLeases {
             group: g.id(),
             asks: asks.clone(),
+            now_ms: node.clock.now_ms(),
         };
-        match node.query(DIRECTORY_GROUP, query).await {
-            Ok(GroupAnswer::Leases(answers)) => {
+        match node.directory_write(command).await {
+            Ok(DirectoryResponse::Leases(answers)) => {
                 for (tenant, granted) in answers {
                     let epoch = asks
                         .iter()
                         .find(|a| a.tenant == tenant)
                         .map_or(0, |a| a.epoch);
-                    if granted {
-                        node.geo
-                            .leases
-                            .grant(&tenant, g.id(), epoch, sent + LEASE_DURATION);
-                    } else {
-                        node.geo.leases.revoke(&tenant);
+                    match granted {
+                        Some(seq_limit) => node.geo.leases.grant(
+                            &tenant,
+                            Lease {
+                                group: g.id(),
+                                epoch,
+                                until: sent + LEASE_DURATION,
+                                seq_limit,
+                            },
+                        ),
+                        None => node.geo.leases.revoke(&tenant),
                     }
                 }
             }
@@ -238,10 +164,30 @@ pub fn check_writable(node: &StratusNode, group: GroupId, record: &TenantRecord)
             ),
         });
     }
-    if role_needs_lease(&role, Some(record)) && !node.geo.leases.valid(&record.name, group, epoch) {
-        return Err(lease_lapsed(group, record));
+    if role_needs_lease(&role, Some(record)) {
+        match node.geo.leases.valid(&record.name, group, epoch) {
+            None => return Err(lease_lapsed(group, record)),
+            Some(limit) if head(&role) >= limit => {
+                return Err(NodeError::UnavailableFor {
+                    code: "lease-limit",
+                    message: format!(
+                        "group {group} reached the writes its lease allows for tenant {:?} (sequence {limit}); the next renewal raises the limit: retry shortly",
+                        record.name
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
+}
+
+/// The last outbox sequence number a primary applied.
+fn head(role: &TenantRole) -> u64 {
+    match role {
+        TenantRole::Primary { next_seq, .. } => next_seq - 1,
+        _ => 0,
+    }
 }
 
 /// The error of a write whose lease lapsed (or was never granted).
@@ -278,9 +224,12 @@ pub fn redirect(node: &StratusNode, record: &TenantRecord) -> NodeError {
 /// that its outcome is unknown rather than a success.
 pub fn confirm_ack(node: &StratusNode, group: GroupId, record: &TenantRecord) -> NodeResult<()> {
     let role = node.geo.roles(group).get(&record.name);
-    if role_needs_lease(&role, Some(record))
-        && !node.geo.leases.valid(&record.name, group, role.epoch())
-    {
+    let covered = node
+        .geo
+        .leases
+        .valid(&record.name, group, role.epoch())
+        .is_some_and(|limit| head(&role) <= limit);
+    if role_needs_lease(&role, Some(record)) && !covered {
         return Err(NodeError::UnavailableFor {
             code: "lease-lapsed-after-write",
             message: format!(

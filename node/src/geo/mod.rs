@@ -32,8 +32,6 @@ pub struct Geo {
     pub roles: BTreeMap<GroupId, Roles>,
     /// Write leases held for tenants whose primary this node leads.
     pub leases: lease::LeaseTable,
-    /// On the directory's leader: what primaries last reported.
-    pub reports: lease::ReportBook,
     /// On primaries' leaders: shipping progress per tenant.
     pub shipping: ship::ShipBook,
 }

@@ -207,6 +207,7 @@ mod tests {
             }),
             failovers: Vec::new(),
             auto_failover_after_ms: None,
+            lease: None,
         }
     }
 
