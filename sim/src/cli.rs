@@ -66,11 +66,11 @@ enum Command {
 }
 
 fn parse_class(s: &str) -> Result<Redundancy, String> {
-    Redundancy::ALL
+    crate::matrix::CLASSES
         .into_iter()
         .find(|r| r.as_str().eq_ignore_ascii_case(s))
         .ok_or_else(|| {
-            let names: Vec<&str> = Redundancy::ALL.iter().map(|r| r.as_str()).collect();
+            let names: Vec<&str> = crate::matrix::CLASSES.iter().map(|r| r.as_str()).collect();
             format!(
                 "{s:?} is not a redundancy class of the matrix: use one of {}",
                 names.join(", ")

@@ -127,7 +127,7 @@ fn the_durability_matrix_matches_every_promise() {
         matrix::cells(DEFAULT_TOPOLOGY, &l, 1, &Filter::default()).expect("the matrix runs");
     assert_eq!(
         cells.len(),
-        Redundancy::ALL.len() * catalog::MATRIX_FAULTS.len()
+        matrix::CLASSES.len() * catalog::MATRIX_FAULTS.len()
     );
     for c in &cells {
         assert!(
