@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// The on-disk format this build reads and writes.
 /// 3: object versions carry an encryption envelope and hold only ciphertext;
 /// the directory holds key vaults.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: inline object bytes live in inline segment blobs, not in the engine; tenants
+/// carry geo-redundancy (secondary, epoch, failovers, leases); groups keep roles
+/// and outboxes.
+pub const FORMAT_VERSION: u32 = 4;
 const MARKER: &str = "FORMAT";
 
 /// Why a data directory was refused.

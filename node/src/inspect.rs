@@ -52,8 +52,8 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
 }
 
 /// A digest of `group`'s replicated state on this replica: every application row
-/// (metadata, inline objects, containers, chunk CRC lists) and the bytes of every
-/// chunk of every committed version. Two replicas that applied the same entries and
+/// (metadata, inline references, containers, chunk CRC lists), the bytes of every
+/// inline object, and the bytes of every chunk of every committed version. Two replicas that applied the same entries and
 /// hold intact chunks have the same digest; replica-local bookkeeping is excluded.
 pub fn group_digest(engine: &EngineRef, blobs: &BlobRef, group: u64) -> Result<u64, StorageError> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -63,6 +63,26 @@ pub fn group_digest(engine: &EngineRef, blobs: &BlobRef, group: u64) -> Result<u
         fnv(&mut h, &v);
     }
     let reader = ObjectReader::new(engine.clone(), blobs.clone(), group);
+    let inline_prefix = {
+        let mut p = keys::app(group);
+        p.push(b'i');
+        p
+    };
+    let inline_end = keys::prefix_end(&inline_prefix).unwrap_or_else(|| keys::app_end(group));
+    for (k, _) in engine.scan(
+        Bound::Included(&inline_prefix),
+        Bound::Excluded(&inline_end),
+        usize::MAX,
+    )? {
+        let Ok(version) = <[u8; 16]>::try_from(&k[inline_prefix.len()..]) else {
+            continue;
+        };
+        match reader.inline(u128::from_be_bytes(version)) {
+            Ok(Some(data)) => fnv(&mut h, &data),
+            Ok(None) => fnv(&mut h, b"missing"),
+            Err(_) => fnv(&mut h, b"corrupt"),
+        }
+    }
     let chunks = ChunkStore::new(blobs.clone(), group);
     for (version, crcs) in reader.chunk_lists()? {
         for (index, crc) in (0u32..).zip(&crcs) {

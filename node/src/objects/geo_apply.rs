@@ -628,7 +628,7 @@ impl ObjectStore {
                 self.ensure_container(batch, &object.tenant, &object.container, meta.created_ms);
                 let current = self.reader.head(&object)?;
                 if let Some(data) = inline {
-                    batch.put(layout::inline(group, meta.version), frame::encode(&data));
+                    self.store_inline(batch, meta.version, &data)?;
                 }
                 if let Some(crcs) = chunk_crcs {
                     let damaged = self.chunks_damaged(meta.version, &crcs)?;
@@ -640,7 +640,7 @@ impl ObjectStore {
                         frame::encode(&encode(&ChunkList { crcs })),
                     );
                 }
-                self.install(batch, &object, meta, current);
+                self.install(batch, &object, meta, current)?;
             }
             GeoOp::Delete { object } => {
                 self.delete(batch, object, None)?;
@@ -656,7 +656,7 @@ impl ObjectStore {
                         key,
                     };
                     batch.remove(layout::object(group, &id.tenant, &id.container, &id.key));
-                    self.drop_version(batch, &meta);
+                    self.drop_version(batch, &meta)?;
                 }
                 batch.remove(layout::container(group, &tenant, &name));
                 self.containers.remove(&(tenant, name));

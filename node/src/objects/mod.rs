@@ -18,7 +18,8 @@
 //! |---|---|
 //! | `a` `n` tenant `\0` container | [`ContainerRecord`] |
 //! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] (with the wrapped data key) |
-//! | `a` `i` version (u128 BE) | inline object bytes (ciphertext + tag) |
+//! | `a` `i` version (u128 BE) | [`inline_store::InlineRef`]: length and CRC of the inline bytes (ciphertext + tag) |
+//! | `r` `i` version | [`inline_store::InlineLoc`]: where this replica keeps them (replica-local) |
 //! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
 //! | `r` `p` version | a chunked version whose local chunks need repair |
 //!
@@ -35,6 +36,7 @@
 pub mod chunks;
 pub mod geo;
 pub mod geo_apply;
+pub mod inline_store;
 pub mod reader;
 pub mod store;
 
@@ -360,6 +362,17 @@ pub(crate) mod layout {
 
     pub fn inline(group: u64, version: u128) -> Vec<u8> {
         versioned(keys::app(group), b'i', version)
+    }
+
+    /// Where this replica stored an inline version's bytes (replica-local).
+    pub fn inline_loc(group: u64, version: u128) -> Vec<u8> {
+        versioned(keys::local(group), b'i', version)
+    }
+
+    pub fn inline_locs_prefix(group: u64) -> Vec<u8> {
+        let mut k = keys::local(group);
+        k.push(b'i');
+        k
     }
 
     pub fn chunk_list(group: u64, version: u128) -> Vec<u8> {

@@ -9,6 +9,7 @@
 //! ([`Application::finish_entry`]).
 
 use super::chunks::ChunkStore;
+use super::inline_store::{InlineRef, InlineWriter};
 use super::reader::ObjectReader;
 use super::{
     layout, ChunkList, Conditions, ContainerRecord, Layout, ObjectCommand, ObjectId, ObjectMeta,
@@ -38,7 +39,25 @@ pub struct ObjectStore {
     /// Each tenant's role in this group, when it has a record (see `geo`); shared
     /// with the node so services see roles without reading the engine.
     pub(super) roles: super::geo_apply::Roles,
+    /// Where inline bytes go (opened on first use; `reload` reopens it).
+    inline: Option<InlineWriter>,
+    /// A mostly dead inline segment being compacted, and how far.
+    compacting: Option<(u64, u64)>,
+    /// Compacted inline segments to remove once the engine is synced.
+    removable: Vec<u64>,
 }
+
+/// The version of an application row key (without the application prefix) that
+/// holds an inline reference (`i` + version).
+fn inline_version(key: &[u8]) -> Option<u128> {
+    match key {
+        [b'i', rest @ ..] if rest.len() == 16 => rest.try_into().ok().map(u128::from_be_bytes),
+        _ => None,
+    }
+}
+
+/// Inline bytes one compaction step reads at most.
+const COMPACT_STEP_BYTES: usize = 1024 * 1024;
 
 /// Checks that `meta` (and the CRC list of a chunked version) describe a well-formed
 /// version, so a bad proposal is refused identically on every replica.
@@ -89,7 +108,98 @@ impl ObjectStore {
             refused: Vec::new(),
             containers: BTreeSet::new(),
             roles,
+            inline: None,
+            compacting: None,
+            removable: Vec::new(),
         }
+    }
+
+    /// The inline writer, opened from the stored locations on first use (reload
+    /// reopens it whenever the state changed wholesale).
+    fn inline_writer(&mut self) -> Result<&mut InlineWriter, StorageError> {
+        if self.inline.is_none() {
+            let reader = ObjectReader::new(self.engine.clone(), self.blobs.clone(), self.group());
+            let locs = reader.inline_locs()?.into_iter().map(|(_, loc)| loc);
+            self.inline = Some(InlineWriter::open(self.blobs.clone(), self.group(), locs)?);
+        }
+        self.inline
+            .as_mut()
+            .ok_or_else(|| StorageError::Io("inline store not open".into()))
+    }
+
+    /// Small inline segments, so tests see them roll and compact.
+    #[cfg(test)]
+    pub(crate) fn set_inline_segment_target(&mut self, bytes: u64) -> Result<(), StorageError> {
+        self.inline_writer()?.set_segment_target(bytes);
+        Ok(())
+    }
+
+    /// Stores the bytes of inline `version`: the record in an inline segment, its
+    /// reference (application space) and location (local space) in `batch`.
+    pub(super) fn store_inline(
+        &mut self,
+        batch: &mut WriteBatch,
+        version: u128,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let group = self.group();
+        // A replayed entry stores the bytes again; the earlier copy is dead.
+        if let Some(old) = self.reader.inline_loc(version)? {
+            self.inline_writer()?.forget(old);
+        }
+        let loc = self.inline_writer()?.append(version, data)?;
+        let r = InlineRef {
+            len: data.len() as u32,
+            crc32: crc32fast::hash(data),
+        };
+        batch.put(layout::inline(group, version), frame::encode(&encode(&r)));
+        batch.put(
+            layout::inline_loc(group, version),
+            frame::encode(&encode(&loc)),
+        );
+        Ok(())
+    }
+
+    /// One bounded step of compacting a mostly dead inline segment: its records
+    /// still referenced here are copied to the active segment (their new locations
+    /// go through `view`); once it is done the segment is queued for removal.
+    fn compact_inline(&mut self, view: &EngineRef) -> Result<(), StorageError> {
+        let group = self.group();
+        if self.compacting.is_none() {
+            self.compacting = self.inline_writer()?.compaction_candidate().map(|s| (s, 0));
+        }
+        let Some((segment, offset)) = self.compacting else {
+            return Ok(());
+        };
+        let reader = ObjectReader::new(view.clone(), self.blobs.clone(), group);
+        let (records, next) = self
+            .inline_writer()?
+            .scan(segment, offset, COMPACT_STEP_BYTES)?;
+        let mut batch = WriteBatch::new();
+        let mut moved = 0;
+        for (version, loc, data) in records {
+            if reader.inline_loc(version)? != Some(loc) {
+                continue;
+            }
+            let writer = self.inline_writer()?;
+            let new = writer.append(version, &data)?;
+            writer.forget(loc);
+            batch.put(
+                layout::inline_loc(group, version),
+                frame::encode(&encode(&new)),
+            );
+            moved += 1;
+        }
+        view.apply(batch)?;
+        match next {
+            Some(offset) => self.compacting = Some((segment, offset)),
+            None => {
+                tracing::info!(group, segment, moved, "inline segment compacted");
+                self.removable.push(segment);
+                self.compacting = None;
+            }
+        }
+        Ok(())
     }
 
     /// Marks a version that will never become visible: its chunks go after the batch.
@@ -111,14 +221,25 @@ impl ObjectStore {
 
     /// Drops `meta`'s metadata-side bytes: the inline row, or the CRC list and repair
     /// mark (the blob itself goes with the sweep, after in-flight reads).
-    pub(super) fn drop_version(&mut self, batch: &mut WriteBatch, meta: &ObjectMeta) {
+    pub(super) fn drop_version(
+        &mut self,
+        batch: &mut WriteBatch,
+        meta: &ObjectMeta,
+    ) -> Result<(), StorageError> {
         match meta.layout {
-            Layout::Inline => batch.remove(layout::inline(self.group(), meta.version)),
+            Layout::Inline => {
+                if let Some(loc) = self.reader.inline_loc(meta.version)? {
+                    self.inline_writer()?.forget(loc);
+                }
+                batch.remove(layout::inline(self.group(), meta.version));
+                batch.remove(layout::inline_loc(self.group(), meta.version));
+            }
             Layout::Chunked { .. } => {
                 batch.remove(layout::chunk_list(self.group(), meta.version));
                 batch.remove(layout::repair(self.group(), meta.version));
             }
         }
+        Ok(())
     }
 
     /// Replaces the current version (if any) with `meta`, keeping the creation time.
@@ -128,16 +249,16 @@ impl ObjectStore {
         object: &ObjectId,
         mut meta: ObjectMeta,
         current: Option<ObjectMeta>,
-    ) -> ObjectResponse {
+    ) -> Result<ObjectResponse, StorageError> {
         if let Some(old) = current {
             meta.created_ms = old.created_ms;
             if old.version != meta.version {
-                self.drop_version(batch, &old);
+                self.drop_version(batch, &old)?;
             }
         }
         let key = layout::object(self.group(), &object.tenant, &object.container, &object.key);
         batch.put(key, frame::encode(&encode(&meta)));
-        ObjectResponse::Stored(meta)
+        Ok(ObjectResponse::Stored(meta))
     }
 
     /// Why a write to `object` cannot proceed before looking at the object itself.
@@ -164,11 +285,8 @@ impl ObjectStore {
         if let Some(why) = conditions.check(current.as_ref()) {
             return Ok(ObjectResponse::PreconditionFailed(why));
         }
-        batch.put(
-            layout::inline(self.group(), meta.version),
-            frame::encode(data),
-        );
-        Ok(self.install(batch, &object, meta, current))
+        self.store_inline(batch, meta.version, data)?;
+        self.install(batch, &object, meta, current)
     }
 
     fn commit(
@@ -211,7 +329,7 @@ impl ObjectStore {
             layout::chunk_list(self.group(), version),
             frame::encode(&encode(&ChunkList { crcs })),
         );
-        Ok(self.install(batch, &object, meta, current))
+        self.install(batch, &object, meta, current)
     }
 
     pub(super) fn delete(
@@ -236,7 +354,7 @@ impl ObjectStore {
             &object.container,
             &object.key,
         ));
-        self.drop_version(batch, &current);
+        self.drop_version(batch, &current)?;
         Ok(ObjectResponse::Deleted {
             version: current.version,
         })
@@ -325,7 +443,7 @@ impl ObjectStore {
                 &id.container,
                 &id.key,
             ));
-            self.drop_version(batch, meta);
+            self.drop_version(batch, meta)?;
         }
         let mut containers = 0;
         if !more {
@@ -438,6 +556,67 @@ impl Application for ObjectStore {
         Ok(Response::Object(response))
     }
 
+    fn before_flush(&mut self, view: &EngineRef) -> Result<(), StorageError> {
+        self.compact_inline(view)
+    }
+
+    fn take_unsynced_blobs(&mut self) -> bool {
+        self.inline
+            .as_mut()
+            .is_some_and(InlineWriter::take_unsynced)
+    }
+
+    fn take_removals(&mut self) -> Vec<String> {
+        let group = self.group();
+        let segments = std::mem::take(&mut self.removable);
+        if let Some(writer) = self.inline.as_mut() {
+            for s in &segments {
+                writer.drop_stats(*s);
+            }
+        }
+        segments
+            .into_iter()
+            .map(|s| super::inline_store::segment_name(group, s))
+            .collect()
+    }
+
+    fn spool_value(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        let Some(version) = inline_version(key) else {
+            return Ok(value);
+        };
+        let reader = ObjectReader::new(self.engine.clone(), self.blobs.clone(), self.group());
+        let data = reader
+            .inline(version)?
+            .ok_or_else(|| StorageError::Corrupt {
+                key: hex::encode(key),
+                why: "an inline reference without its bytes".into(),
+            })?;
+        Ok(frame::encode(&data))
+    }
+
+    fn install_value(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>, StorageError> {
+        let Some(version) = inline_version(key) else {
+            return Ok(value);
+        };
+        let data = frame::decode(key, &value)?.to_vec();
+        let group = self.group();
+        let loc = self.inline_writer()?.append(version, &data)?;
+        batch.put(
+            layout::inline_loc(group, version),
+            frame::encode(&encode(&loc)),
+        );
+        let r = InlineRef {
+            len: data.len() as u32,
+            crc32: crc32fast::hash(&data),
+        };
+        Ok(frame::encode(&encode(&r)))
+    }
+
     fn finish_entry(&mut self) -> Result<(), StorageError> {
         for version in std::mem::take(&mut self.refused) {
             self.chunks.remove(version)?;
@@ -455,6 +634,9 @@ impl Application for ObjectStore {
             .map(|c| (c.tenant, c.name))
             .collect();
         self.roles.replace(reader.roles()?);
+        let locs = reader.inline_locs()?.into_iter().map(|(_, loc)| loc);
+        self.inline = Some(InlineWriter::open(self.blobs.clone(), self.group(), locs)?);
+        self.compacting = None;
         Ok(())
     }
 

@@ -46,12 +46,16 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// What a snapshot stores for one application row (key without the prefix, value).
+pub type SpoolValue<'a> = dyn Fn(&[u8], Vec<u8>) -> Result<Vec<u8>, StorageError> + 'a;
+
 /// Writes the application space of `group` into the spool blob `name`; returns its length.
 pub fn write_spool(
     engine: &EngineRef,
     blobs: &BlobRef,
     group: u64,
     name: &str,
+    value_of: &SpoolValue<'_>,
 ) -> Result<u64, StorageError> {
     blobs.remove(name)?;
     let prefix = keys::app(group);
@@ -70,8 +74,12 @@ pub fn write_spool(
         rows_total += page.len() as u64;
         let rows = page
             .into_iter()
-            .map(|(k, v)| (k[prefix.len()..].to_vec(), v))
-            .collect();
+            .map(|(k, v)| {
+                let k = k[prefix.len()..].to_vec();
+                let v = value_of(&k, v)?;
+                Ok((k, v))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
         offset += append_record(blobs, name, offset, &SpoolRecord::Rows(rows))?;
     }
     offset += append_record(blobs, name, offset, &SpoolRecord::End { rows: rows_total })?;

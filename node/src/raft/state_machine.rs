@@ -58,6 +58,42 @@ pub trait Application: Send + Sync + 'static {
     fn after_install(&mut self) -> Result<(), Local> {
         Ok(())
     }
+
+    /// Work on an apply call's pending writes before they reach the engine (through
+    /// `view`, which shows them): the object store compacts inline segments here.
+    fn before_flush(&mut self, _view: &EngineRef) -> Result<(), Local> {
+        Ok(())
+    }
+
+    /// Whether blobs were written since the last call that rows about to reach the
+    /// engine refer to: the state machine then syncs the blob store first, so no
+    /// durable row points at bytes that are not.
+    fn take_unsynced_blobs(&mut self) -> bool {
+        false
+    }
+
+    /// Blobs to remove once the engine has durably applied the last batch.
+    fn take_removals(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The value a snapshot carries for application row `key` (without the
+    /// application prefix): the object store puts inline bytes in place of their
+    /// reference, since where a replica keeps them is its own business.
+    fn spool_value(&self, _key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, Local> {
+        Ok(value)
+    }
+
+    /// The value to store for a snapshot row, undoing [`Self::spool_value`]; may add
+    /// replica-local rows to `batch`.
+    fn install_value(
+        &mut self,
+        _key: &[u8],
+        value: Vec<u8>,
+        _batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>, Local> {
+        Ok(value)
+    }
 }
 
 #[derive(Serialize, Deserialize, Default, Clone)]
@@ -138,14 +174,27 @@ impl<A: Application> GroupStateMachine<A> {
     }
 
     /// Sends the overlay's writes and the current "last applied" marker to the
-    /// engine as one batch, then runs the application's side effects.
-    fn flush_applied(&mut self, overlay: &Overlay) -> Result<(), Local> {
+    /// engine as one batch (after syncing blobs the batch refers to), then runs the
+    /// application's side effects.
+    async fn flush_applied(&mut self, overlay: &Arc<Overlay>) -> Result<(), Local> {
+        let view: EngineRef = overlay.clone();
+        self.app.before_flush(&view)?;
+        if self.app.take_unsynced_blobs() {
+            self.blobs.sync().await?;
+        }
         let mut batch = overlay.take_batch();
         batch.put(
             keys::sm_meta(self.group),
             frame::encode(&encode(&self.meta)),
         );
         self.engine.apply(batch)?;
+        let removals = self.app.take_removals();
+        if !removals.is_empty() {
+            self.engine.sync().await?;
+            for name in removals {
+                self.blobs.remove(&name)?;
+            }
+        }
         self.app.finish_entry()
     }
 
@@ -213,6 +262,7 @@ impl<A: Application> GroupStateMachine<A> {
         while let Some(rows) = reader.next_rows()? {
             let mut batch = WriteBatch::new();
             for (k, v) in rows {
+                let v = self.app.install_value(&k, v, &mut batch)?;
                 let mut key = prefix.clone();
                 key.extend_from_slice(&k);
                 batch.put(key, v);
@@ -344,13 +394,13 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
             self.meta.last_applied = Some(log_id);
             responses.push(response);
             if pending_bytes >= APPLY_BATCH_BYTES {
-                self.flush_applied(&overlay).map_err(apply_err)?;
+                self.flush_applied(&overlay).await.map_err(apply_err)?;
                 pending_bytes = 0;
             }
         }
         if let Some(last) = self.meta.last_applied {
             let apply_err = move |e| io_err(ErrorSubject::Apply(last), ErrorVerb::Write, e);
-            self.flush_applied(&overlay).map_err(apply_err)?;
+            self.flush_applied(&overlay).await.map_err(apply_err)?;
         }
         Ok(responses)
     }
@@ -365,8 +415,11 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
         let id = format!("{last}-{}", self.snapshot_seq);
         let spool = spool_name(self.group, &format!("built-{id}"));
         // Spooled here, on the state-machine task, so no apply interleaves.
-        let spooled =
-            write_spool(&self.engine, &self.blobs, self.group, &spool).map_err(|e| e.to_string());
+        let app = &self.app;
+        let spooled = write_spool(&self.engine, &self.blobs, self.group, &spool, &|k, v| {
+            app.spool_value(k, v)
+        })
+        .map_err(|e| e.to_string());
         let meta = SnapshotMeta {
             last_log_id: self.meta.last_applied,
             last_membership: self.meta.membership.clone(),
@@ -424,6 +477,8 @@ impl<A: Application> RaftStateMachine<TypeConfig> for GroupStateMachine<A> {
         self.engine.apply(batch).map_err(err(ErrorVerb::Write))?;
         self.engine.sync().await.map_err(err(ErrorVerb::Write))?;
         self.replace_state(&stored).map_err(err(ErrorVerb::Write))?;
+        // Rows of the new state name blobs written during the install.
+        self.blobs.sync().await.map_err(err(ErrorVerb::Write))?;
         self.engine.sync().await.map_err(err(ErrorVerb::Write))?;
         self.app.reload().map_err(err(ErrorVerb::Read))?;
         self.app.after_install().map_err(err(ErrorVerb::Write))?;

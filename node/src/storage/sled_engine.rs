@@ -28,12 +28,19 @@ fn io(e: sled::Error) -> StorageError {
     StorageError::Io(e.to_string())
 }
 
+/// sled's log segment size. The default (512 KiB) holds only a few of the
+/// leaves small objects make (sled splits a leaf at 16 entries, so 4-8 KiB
+/// values give 64-128 KiB leaves), and its cleaner kept rewriting segments.
+const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
 impl SledEngine {
     /// Opens (or creates) the store at `path` with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledEngine, StorageError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .segment_size(SEGMENT_BYTES)
             .open()
             .map_err(|e| {
                 StorageError::Io(format!("cannot open the store at {}: {e}", path.display()))
