@@ -143,10 +143,9 @@ impl ObjectStore {
         data: &[u8],
     ) -> Result<(), StorageError> {
         let group = self.group();
-        // A replayed entry stores the bytes again; the earlier copy is dead.
-        if let Some(old) = self.reader.inline_loc(version)? {
-            self.inline_writer()?.forget(old);
-        }
+        // A replayed entry (after a crash) stores the bytes again and its earlier
+        // copy still counts as live: that only delays its segment's compaction, and
+        // saves a lookup on every put.
         let loc = self.inline_writer()?.append(version, data)?;
         let r = InlineRef {
             len: data.len() as u32,
