@@ -14,6 +14,8 @@ use stratus_proto::v1 as pb;
 /// waited out, a planned failover drains shipping, a reprotect copies what the old
 /// primary never shipped.
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The node's error code for "I cannot reach the directory's leader".
+const DIRECTORY_UNREACHABLE_CODE: &str = "directory-unreachable";
 
 /// What `update_tenant` changes.
 #[derive(Debug, Clone, Default)]
@@ -109,8 +111,9 @@ impl Client {
     }
 
     /// A long admin call, sent once, within [`FAILOVER_TIMEOUT`]: to the first node
-    /// that accepts a connection (a failover is asked for while a region is down,
-    /// so the first endpoints may not answer).
+    /// that accepts a connection and reaches the directory (a failover is asked for
+    /// while a region is down or cut off, so the first endpoints may not answer, or
+    /// answer that they cannot reach the directory).
     async fn long_admin_call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: Fn(pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>) -> Fut,
@@ -130,6 +133,9 @@ impl Client {
             };
             match with_timeout(FAILOVER_TIMEOUT, addr, attempt).await {
                 Err(e @ Error::Transport { sent: false, .. }) => last = Some(e),
+                // That node is cut off from the directory (with a failed region,
+                // say): the failover was not begun, another node may do it.
+                Err(e) if e.code() == Some(DIRECTORY_UNREACHABLE_CODE) => last = Some(e),
                 other => return other,
             }
         }

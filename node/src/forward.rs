@@ -19,6 +19,7 @@ use std::time::Duration;
 use stratus_core::crypto::envelope::KeySource;
 use stratus_core::placement::{GroupId, DIRECTORY_GROUP};
 use stratus_proto::v1 as pb;
+use stratus_proto::ERROR_CODE_KEY;
 
 /// How long one forwarded call may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(25);
@@ -370,7 +371,13 @@ impl StratusNode {
                 };
                 match tokio::time::timeout(FORWARD_TIMEOUT, call(client, request.clone())).await {
                     Ok(Ok(reply)) => return Ok(reply.into_inner().payload.to_vec()),
-                    Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                    // Unavailable, or a status the transport made up (no error
+                    // code from a node: the connection failed or broke): try the
+                    // next candidate.
+                    Ok(Err(status))
+                        if status.code() == tonic::Code::Unavailable
+                            || status.metadata().get(ERROR_CODE_KEY).is_none() =>
+                    {
                         last_error = format!("node {id}: {}", status.message())
                     }
                     Ok(Err(status)) => return Err(NodeError::from_forwarded(&status)),

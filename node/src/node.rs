@@ -35,6 +35,11 @@ const REPAIR_EVERY: Duration = Duration::from_secs(1);
 /// How long a node waits for its copy of the directory to catch up with the
 /// leader after learning of a tenant from the leader.
 pub const DIRECTORY_CATCH_UP_MAX: Duration = Duration::from_secs(3);
+/// How long [`StratusNode::tenant_fresh`] may take to reach the directory's leader.
+pub const DIRECTORY_FRESH_MAX: Duration = Duration::from_secs(3);
+/// Error code of a node that cannot reach the directory's leader (cut off with a
+/// failed region, say): clients ask another node.
+pub const DIRECTORY_UNREACHABLE: &str = "directory-unreachable";
 
 /// Tunables of a node that are not part of the topology.
 #[derive(Debug, Clone)]
@@ -391,6 +396,35 @@ impl StratusNode {
             }
             _ => Err(NodeError::TenantNotFound(name.to_string())),
         }
+    }
+
+    /// The tenant's record as the directory's leader has it now (this node's copy
+    /// catches up to it). A node that cannot reach the leader within
+    /// [`DIRECTORY_FRESH_MAX`] (cut off with its region, say) answers Unavailable
+    /// with code `directory-unreachable` rather than a copy that may be stale, so a
+    /// client asks another node instead of following an old placement.
+    pub async fn tenant_fresh(&self, name: &str) -> NodeResult<TenantRecord> {
+        let query = self.query(DIRECTORY_GROUP, GroupQuery::TenantAt(name.to_string()));
+        let why = match tokio::time::timeout(DIRECTORY_FRESH_MAX, query).await {
+            Ok(Ok(GroupAnswer::TenantAt {
+                tenant: Some(t),
+                applied,
+            })) => {
+                self.catch_up_directory(applied).await;
+                return Ok(t);
+            }
+            Ok(Ok(_)) => return Err(NodeError::TenantNotFound(name.to_string())),
+            Ok(Err(NodeError::Unavailable(e))) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => format!("no answer within {} s", DIRECTORY_FRESH_MAX.as_secs()),
+        };
+        Err(NodeError::UnavailableFor {
+            code: DIRECTORY_UNREACHABLE,
+            message: format!(
+                "node {} cannot reach the directory's leader ({why}); is its region cut off? Ask a node in another region",
+                self.id
+            ),
+        })
     }
 
     /// Waits (at most [`DIRECTORY_CATCH_UP_MAX`]) until this node's copy of the

@@ -105,6 +105,11 @@ impl ComposeProject {
         &self.name
     }
 
+    /// The host address node `id` is published on.
+    pub fn host_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}{id:02}", self.port_prefix)
+    }
+
     /// The client profile `deploy/up.sh` writes.
     pub fn profile(&self) -> &Path {
         &self.profile
@@ -211,6 +216,29 @@ impl ComposeProject {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.docker(&args).await?;
+        Ok(())
+    }
+
+    /// Detaches the containers of `services` from the project's `network` (as
+    /// compose names it: `backbone`, `eu-west`, ...): a network partition.
+    pub async fn disconnect(&self, network: &str, services: &[String]) -> anyhow::Result<()> {
+        let net = format!("{}_{network}", self.name);
+        for s in services {
+            let id = self.container(s).await?;
+            self.docker(&["network", "disconnect", &net, &id]).await?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the containers of `services` to the project's `network` again,
+    /// under their service name (so peers resolve them as before).
+    pub async fn connect(&self, network: &str, services: &[String]) -> anyhow::Result<()> {
+        let net = format!("{}_{network}", self.name);
+        for s in services {
+            let id = self.container(s).await?;
+            self.docker(&["network", "connect", "--alias", s, &net, &id])
+                .await?;
+        }
         Ok(())
     }
 

@@ -159,7 +159,11 @@ services:
       - ./nodes/{s}.toml:/etc/stratus/nodes/{s}.toml:ro
       - ./root.key:/etc/stratus/root.key:ro
       - {s}-data:/data
-    networks: [{region}, {BACKBONE_NETWORK}]
+    networks:
+      # The region's network is the gateway (higher priority), so the published
+      # port keeps working while the container is cut off the {BACKBONE_NETWORK}.
+      {region}: {{ priority: 10 }}
+      {BACKBONE_NETWORK}: {{ priority: 1 }}
     ports: ["127.0.0.1:${{{HOST_PORT_PREFIX_ENV}:-{HOST_PORT_PREFIX_DEFAULT}}}{id:02}:{NODE_PORT}"]
 "#,
             id = node.id,

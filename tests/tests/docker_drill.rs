@@ -6,7 +6,7 @@
 //! project name and host ports of its own (`deploy/up.sh`), and always removes its
 //! containers, networks and volumes, also when it fails.
 //!
-//! Drills, in order, on one LRS and one ZRS tenant in eu-west:
+//! Drills, in order, on an LRS, a ZRS and a GRS tenant in eu-west:
 //! 1. SIGKILL the LRS group leader's container while a writer keeps writing:
 //!    a new leader is elected, writes continue, every acknowledged object reads
 //!    back byte-identical, and the container rejoins and catches up after
@@ -15,9 +15,15 @@
 //!    has three containers, zones 2 and 3 one each): the ZRS tenant keeps working;
 //!    the LRS tenant, all of whose copies sit in zone 1, is unavailable exactly
 //!    when zone 1 is the one stopped;
-//! 3. `down` (volumes kept) then `up`: every acknowledged object is back.
-//!
-//! Not yet: the geo failover drill (GRS is not implemented; the output says so).
+//! 3. cut eu-west off (its containers leave the `backbone` network, so they keep
+//!    running and answering on their host ports, only cut from the other regions)
+//!    under a GRS tenant whose primary is there: writes acknowledged during the cut
+//!    may be unshipped; an unplanned failover moves the tenant to eu-north, where
+//!    every write acknowledged before the cut reads back and new writes succeed;
+//!    the cut-off old primary and, after the network returns, the reconnected one
+//!    acknowledge no write for the tenant; `reprotect` re-seeds eu-west as the
+//!    secondary and puts any unshipped writes in the recovery container;
+//! 4. `down` (volumes kept) then `up`: every acknowledged object is back.
 //!
 //! Run it: `STRATUS_DOCKER_DRILL=1 cargo test -p stratus-tests --test docker_drill
 //! -- --nocapture` (needs a Docker engine, docker-compose, the musl target).
@@ -28,16 +34,25 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stratus_client::{Client, ClientConfig, GetOptions, Profile, PutOptions, Redundancy};
+use stratus_client::{
+    Client, ClientConfig, GetOptions, Profile, PutOptions, Redundancy, TenantInfo,
+};
 use stratus_core::topology::Topology;
 use stratus_tests::cli::Program;
 use stratus_tests::compose::{self, ComposeProject};
-use stratus_tests::{bins, deploy, poll::poll, random_bytes};
+use stratus_tests::{bins, deploy, grpc, poll::poll, random_bytes};
 
 const DRILL_ENV: &str = "STRATUS_DOCKER_DRILL";
 const REGION: &str = "eu-west";
 const LRS: &str = "drilllrs";
 const ZRS: &str = "drillzrs";
+const GRS: &str = "drillgrs";
+const PAIRED: &str = "eu-north";
+/// Time the directory may take to fail a tenant over (it waits out the old
+/// primary's write lease) and a reprotect may take to re-seed.
+const GEO_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the fenced old primary is probed with direct writes, per phase.
+const FENCING_PROBE: Duration = Duration::from_secs(10);
 const CONTAINER: &str = "drill";
 /// Time the image build may take (a cold musl release build on two cores).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
@@ -122,6 +137,7 @@ async fn docker_compose_drill() -> anyhow::Result<()> {
 
     kill_the_lrs_leader(&project, &client, &acked, &mut t).await?;
     stop_a_zone(&project, &client, &topology, &acked, &mut t).await?;
+    fail_over_a_cut_off_region(&project, &client, &topology, &acked, &mut t).await?;
 
     t.record(
         "compose down (volumes kept)",
@@ -145,7 +161,6 @@ async fn docker_compose_drill() -> anyhow::Result<()> {
     let n = verify_all(&client, &acked).await?;
     say!("after down/up: all {n} acknowledged objects are back, byte-identical");
 
-    say!("SKIPPED geo failover drill: GRS (paired-region replication, failover, fencing) is not implemented yet");
     t.record("whole drill", started.elapsed());
     project.passed();
     say!("timings:");
@@ -475,16 +490,7 @@ async fn stop_a_zone(
     say!("with zone {zone_name} down: ZRS wrote 10 more, all {n} ZRS objects read back");
 
     // Every copy of the LRS tenant sits in zone 1 (one facility of three nodes).
-    let profile = Profile::load(project.profile())?;
-    let short = Client::connect_with(
-        profile.endpoints.clone(),
-        ClientConfig {
-            deadline: Duration::from_secs(5),
-            dialer: profile.dialer(),
-            ..ClientConfig::default()
-        },
-    )
-    .await?;
+    let short = short_client(project).await?;
     let lrs = short
         .put_bytes(
             LRS,
@@ -540,4 +546,253 @@ async fn verify_all_of(client: &Client, acked: &Acked, tenant: &str) -> anyhow::
             .collect(),
     ));
     verify_all(client, &only).await
+}
+
+/// Waits until the tenant's secondary has applied everything the primary has.
+async fn wait_in_sync(client: &Client, tenant: &str) -> anyhow::Result<TenantInfo> {
+    poll(&format!("{tenant} in sync"), GEO_TIMEOUT, || async {
+        let t = client.get_tenant(tenant).await?;
+        let g = t.geo.clone().context("no geo status")?;
+        ensure!(
+            g.status == "live" && g.lag_operations == 0 && g.last_sync_ms.is_some(),
+            "geo status {g:?}"
+        );
+        Ok(t)
+    })
+    .await
+}
+
+/// Direct writes to each node of `addrs` for [`FENCING_PROBE`]: none may be
+/// acknowledged. Returns how many the nodes answered (refused) and how many
+/// never reached a node (connection errors).
+async fn probe_fenced(addrs: &[String], tenant: &str) -> anyhow::Result<(usize, usize)> {
+    let until = Instant::now() + FENCING_PROBE;
+    let (mut refused, mut unreachable) = (0, 0);
+    while Instant::now() < until {
+        for addr in addrs {
+            let msgs = grpc::put_messages(
+                grpc::put_header(tenant, CONTAINER, "from-old-primary"),
+                b"stale",
+                1024,
+            );
+            match grpc::put(addr, msgs).await {
+                Ok(Ok(info)) => bail!(
+                    "the old primary at {addr} acknowledged a write after the failover: {info:?}"
+                ),
+                // A refusal from the node itself carries our error code.
+                Ok(Err(status)) if grpc::error_code(&status).is_some() => refused += 1,
+                _ => unreachable += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok((refused, unreachable))
+}
+
+/// Drill 3: a GRS tenant whose primary region is cut off fails over to its
+/// paired region; the old primary stays fenced; reprotect restores the geo copy.
+async fn fail_over_a_cut_off_region(
+    project: &ComposeProject,
+    client: &Client,
+    topology: &Topology,
+    acked: &Acked,
+    t: &mut Timings,
+) -> anyhow::Result<()> {
+    client.create_tenant(GRS, REGION, Redundancy::Grs).await?;
+    client.create_container(GRS, CONTAINER).await?;
+    for i in 0..8u64 {
+        put(client, acked, GRS, &format!("before-cut/{i:03}"), 4000 + i).await?;
+    }
+    let synced = Instant::now();
+    let before = wait_in_sync(client, GRS).await?;
+    t.record("GRS: 8 writes -> secondary in sync", synced.elapsed());
+    ensure!(
+        before
+            .geo
+            .as_ref()
+            .is_some_and(|g| g.secondary_region == PAIRED),
+        "the GRS tenant's secondary is not in {PAIRED}: {before:?}"
+    );
+    let before_cut: Vec<String> = acked
+        .lock()
+        .expect("acked")
+        .keys()
+        .filter(|(tn, _)| tn == GRS)
+        .map(|(_, k)| k.clone())
+        .collect();
+
+    let west: Vec<u64> = topology.nodes_in_region(REGION).map(|n| n.id).collect();
+    let west_services: Vec<String> = west.iter().map(|id| deploy::service(*id)).collect();
+    let west_addrs: Vec<String> = west.iter().map(|id| project.host_addr(*id)).collect();
+    project
+        .disconnect(deploy::BACKBONE_NETWORK, &west_services)
+        .await?;
+    let cut = Instant::now();
+    say!(
+        "cut {REGION} ({}) off the backbone network",
+        west_services.join(", ")
+    );
+
+    // The old primary may still acknowledge a few writes under its lease: they are
+    // not shipped, and must end up in the recovery container after reprotect.
+    let short = short_client(project).await?;
+    let mut during_cut = Vec::new();
+    for i in 0..3u64 {
+        let key = format!("during-cut/{i:03}");
+        let data = random_bytes(1500 + i as usize, 5000 + i);
+        if short
+            .put_bytes(GRS, CONTAINER, &key, data.to_vec(), PutOptions::default())
+            .await
+            .is_ok()
+        {
+            during_cut.push((key, data));
+        }
+    }
+    say!(
+        "the cut-off primary acknowledged {} of 3 writes (not shipped: they belong to the loss window)",
+        during_cut.len()
+    );
+
+    let (after, failover) = poll("unplanned failover", GEO_TIMEOUT, || async {
+        anyhow::Ok(client.failover(GRS, false).await?)
+    })
+    .await?;
+    t.record("region cut -> unplanned failover done", cut.elapsed());
+    ensure!(
+        !failover.planned
+            && after.region == PAIRED
+            && after.epoch == before.epoch + 1
+            && after.redundancy == Some(Redundancy::Lrs)
+            && failover.reprotect == "pending",
+        "after the failover: {after:?} {failover:?}"
+    );
+    if let Some(lost) = failover.lost_operations_max {
+        ensure!(
+            lost >= during_cut.len() as u64,
+            "{} unshipped acknowledged writes, but a loss window of {lost}",
+            during_cut.len()
+        );
+    }
+    say!(
+        "failed over to {PAIRED} (epoch {}), last sync {} ms, loss window {:?} operations",
+        after.epoch,
+        failover.last_sync_ms,
+        failover.lost_operations_max
+    );
+    poll("a write in the new primary", RECOVERY_TIMEOUT, || {
+        put(client, acked, GRS, "after-failover/first", 6000)
+    })
+    .await?;
+    t.record(
+        "region cut -> first write accepted in eu-north",
+        cut.elapsed(),
+    );
+    for i in 1..6u64 {
+        put(
+            client,
+            acked,
+            GRS,
+            &format!("after-failover/{i:03}"),
+            6000 + i,
+        )
+        .await?;
+    }
+    for key in &before_cut {
+        let (_, got) = client
+            .get_bytes(GRS, CONTAINER, key, GetOptions::default())
+            .await
+            .with_context(|| format!("{GRS}/{key}, in sync before the cut, is lost"))?;
+        ensure!(
+            got == acked.lock().expect("acked")[&(GRS.to_owned(), key.clone())],
+            "{GRS}/{key} changed across the failover"
+        );
+    }
+    say!(
+        "all {} objects in sync before the cut read back in {PAIRED}",
+        before_cut.len()
+    );
+
+    // Fencing, first while the old primary is still cut off, then reconnected.
+    let (refused_cut, unreachable_cut) = probe_fenced(&west_addrs, GRS).await?;
+    project
+        .connect(deploy::BACKBONE_NETWORK, &west_services)
+        .await?;
+    let reconnected = Instant::now();
+    let (refused_back, unreachable_back) = probe_fenced(&west_addrs, GRS).await?;
+    say!(
+        "old primary fenced: cut off {refused_cut} writes refused ({unreachable_cut} unreachable), \
+         reconnected {refused_back} refused ({unreachable_back} unreachable), none acknowledged"
+    );
+    ensure!(
+        refused_back > 10,
+        "only {refused_back} fencing probes reached the reconnected old primary"
+    );
+
+    let f = poll("reprotect", GEO_TIMEOUT, || async {
+        let info = client.reprotect(GRS).await?;
+        let f = info.failovers.last().context("a failover record")?.clone();
+        ensure!(f.reprotect == "done", "reprotect {}", f.reprotect);
+        anyhow::Ok(f)
+    })
+    .await?;
+    let synced = wait_in_sync(client, GRS).await?;
+    t.record(
+        "reconnect -> reprotected and in sync",
+        reconnected.elapsed(),
+    );
+    ensure!(
+        synced.redundancy == Some(Redundancy::Grs)
+            && synced
+                .geo
+                .as_ref()
+                .is_some_and(|g| g.secondary_region == REGION),
+        "after reprotect: {synced:?}"
+    );
+    // Unshipped writes: present in the new primary (if shipped after all) or kept
+    // in the recovery container, never silently gone.
+    let recovery = f.recovery_container.clone();
+    for (key, data) in &during_cut {
+        match client
+            .get_bytes(GRS, CONTAINER, key, GetOptions::default())
+            .await
+        {
+            Ok((_, got)) => ensure!(got == *data, "{key} changed"),
+            Err(_) => {
+                let container = recovery
+                    .as_deref()
+                    .with_context(|| format!("{key} is lost and there is no recovery container"))?;
+                let (_, got) = client
+                    .get_bytes(
+                        GRS,
+                        container,
+                        &format!("{CONTAINER}/{key}"),
+                        GetOptions::default(),
+                    )
+                    .await
+                    .with_context(|| format!("{key} is neither in {PAIRED} nor in {container}"))?;
+                ensure!(got == *data, "{key} differs in {container}");
+            }
+        }
+    }
+    say!(
+        "reprotected: {} is GRS again with its secondary in {REGION}; {} unshipped writes recovered into {:?}",
+        GRS,
+        f.recovered_objects,
+        f.recovery_container
+    );
+    Ok(())
+}
+
+/// A client that gives up on a request after 5 s (for writes that may hang).
+async fn short_client(project: &ComposeProject) -> anyhow::Result<Client> {
+    let profile = Profile::load(project.profile())?;
+    Ok(Client::connect_with(
+        profile.endpoints.clone(),
+        ClientConfig {
+            deadline: Duration::from_secs(5),
+            dialer: profile.dialer(),
+            ..ClientConfig::default()
+        },
+    )
+    .await?)
 }

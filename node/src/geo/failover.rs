@@ -44,7 +44,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 const OUTBOX_PAGE: usize = 256;
 /// Recovered versions per `Recover` entry.
 const RECOVER_BATCH: usize = 32;
-
 fn refused(r: DirectoryResponse) -> NodeError {
     match r {
         DirectoryResponse::Rejected(r) => crate::server::admin::rejection(r),
@@ -90,7 +89,10 @@ pub async fn failover(
     tenant: &str,
     planned: bool,
 ) -> NodeResult<(TenantRecord, FailoverRecord)> {
-    let record = fresh(node, tenant).await?;
+    // Only a node that reaches the directory's majority may judge whether the
+    // primary is reachable: a node cut off together with the primary region
+    // would see its own region up and refuse, or hang on the directory.
+    let record = node.tenant_fresh(tenant).await?;
     if record.secondary.is_none() {
         return Err(NodeError::FailedPrecondition {
             code: "no-secondary",

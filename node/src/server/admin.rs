@@ -271,7 +271,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Placement>, Status> {
         let name = request.into_inner().tenant;
         validate_tenant(&name).map_err(NodeError::from)?;
-        let tenant = self.node.tenant(&name).await?;
+        // Fresh from the directory's leader: a client re-resolves after its
+        // requests failed, and a stale copy (on a node cut off with the old
+        // primary region) would send it back to the fenced old primary.
+        let tenant = self.node.tenant_fresh(&name).await?;
         let spec = self
             .node
             .spec(tenant.group)
