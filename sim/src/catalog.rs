@@ -129,6 +129,7 @@ impl Layout {
             keys_per_tenant: 6,
             think_max: Duration::from_millis(40),
             object_bytes_max: 700 * 1024,
+            secondary_readers: u32::from(classes.iter().any(|c| c.read_access())),
         }
     }
 }

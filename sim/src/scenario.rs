@@ -144,6 +144,20 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
             ),
         );
     }
+    for r in 0..opts.workload.secondary_readers {
+        let id = workload::SECONDARY_READER_BASE + r;
+        world.client(
+            &format!("secondary-reader-{r}"),
+            workload::run_secondary_reader(
+                id,
+                opts.seed,
+                endpoints.clone(),
+                opts.workload.clone(),
+                control.clone(),
+                history.clone(),
+            ),
+        );
+    }
     let mut violations = Vec::new();
     if !run_until_flag(&mut world, &control.ready, READY_MAX)? {
         violations.push(format!(

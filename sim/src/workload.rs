@@ -37,7 +37,13 @@ pub struct WorkloadSpec {
     pub think_max: Duration,
     /// Largest object written (a few in a hundred are chunked and up to this size).
     pub object_bytes_max: u64,
+    /// Clients that only read from the secondary copy of the RA tenants (so those
+    /// reads go on while the other clients wait out a dead primary).
+    pub secondary_readers: u32,
 }
+
+/// Client ids of the secondary readers start here.
+pub const SECONDARY_READER_BASE: u32 = 1000;
 
 /// Shared switches between the driver and the clients.
 #[derive(Debug, Clone, Default)]
@@ -138,6 +144,9 @@ fn size_of(rng: &mut StdRng, max: u64) -> u64 {
 }
 
 fn classify_write(e: &Error) -> Outcome {
+    if e.rejected_before_acting() {
+        return Outcome::Failed(e.to_string());
+    }
     match e {
         Error::FailedPrecondition { .. } => Outcome::Refused,
         Error::NotLeader { .. }
@@ -300,6 +309,49 @@ pub async fn run_client(
             outcome,
         });
         let think = rng.gen_range(0..=spec.think_max.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+    Ok(())
+}
+
+/// A client that reads random keys of the RA tenants from their secondary copy
+/// until told to stop.
+pub async fn run_secondary_reader(
+    id: u32,
+    seed: u64,
+    endpoints: Vec<String>,
+    spec: WorkloadSpec,
+    control: Control,
+    history: History,
+) -> turmoil::Result {
+    while !control.ready.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tenants: Vec<String> = spec
+        .tenants
+        .iter()
+        .filter(|t| t.2.read_access())
+        .map(|t| t.0.clone())
+        .collect();
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let client = connect(&endpoints).await;
+    let mut rng = StdRng::seed_from_u64(seed ^ u64::from(id).wrapping_mul(0x9e37_79b9));
+    while !control.stop.load(Ordering::SeqCst) {
+        let tenant = &tenants[rng.gen_range(0..tenants.len())];
+        let key = format!("k{}", rng.gen_range(0..spec.keys_per_tenant));
+        let invoked = now();
+        let (outcome, last_sync_ms) = read_secondary(&client, tenant, &key).await;
+        history.record(Event {
+            client: id,
+            key: format!("{tenant}/{CONTAINER}/{key}"),
+            op: Op::SecondaryGet { last_sync_ms },
+            invoked,
+            completed: now(),
+            outcome,
+        });
+        let think = rng.gen_range(0..=spec.think_max.as_millis() as u64 * 2);
         tokio::time::sleep(Duration::from_millis(think)).await;
     }
     Ok(())

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod drive;
 pub mod operator;
+pub mod raw;
 pub mod scenarios;
 
 use serde::Serialize;
@@ -29,9 +30,9 @@ pub enum GeoAction {
     Failover { tenant: String, planned: bool },
     /// `stratus tenant reprotect TENANT`, retried while refused (bounded).
     Reprotect { tenant: String },
-    /// For `lasts`, writes and strong reads sent only to `region`'s nodes (a
-    /// dialer that reaches no other node): after a failover away from `region`,
-    /// none may be acknowledged, and reads are checked like any other.
+    /// For `lasts`, writes and strong reads sent straight to each of `region`'s
+    /// nodes (raw calls, no redirect followed): after a failover away from
+    /// `region`, none may acknowledge a write; reads are checked like any other.
     FenceProbe {
         tenant: String,
         region: String,
@@ -128,7 +129,7 @@ pub struct FenceResult {
     pub writes_tried: u32,
     /// Writes the old region acknowledged (each a fencing violation).
     pub acknowledged: Vec<String>,
-    /// How the other writes were refused: error code (or kind) and count.
+    /// How the other writes were refused: `stratus-error` code and count.
     pub refusals: std::collections::BTreeMap<String, u32>,
     pub reads_tried: u32,
     /// Strong reads the old region answered (each checked in the history).

@@ -2,16 +2,16 @@
 //! `tenant show`, and the final geo step (waiting for the copy, reading recovery
 //! containers). Each is a turmoil client future writing into a [`GeoLog`].
 
+use super::raw;
 use super::{
     FailoverDone, FenceResult, FinalGeo, GeoAction, GeoLog, LagSample, Recovered, ReprotectDone,
 };
 use crate::history::{content, Event, History, Op, Outcome, PROBE};
-use crate::workload::{self, client_config, Control, CONTAINER};
-use std::collections::BTreeSet;
+use crate::workload::{self, Control, CONTAINER};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_client::{Client, Consistency, DialedIo, Dialer, Error, PutOptions};
+use stratus_client::{Client, Consistency, Error};
 
 /// Attempts of a failover or reprotect while it is refused, at most.
 const ATTEMPTS_MAX: u32 = 20;
@@ -125,31 +125,10 @@ async fn reprotect(endpoints: &[String], tenant: String, log: GeoLog) {
     });
 }
 
-/// A dialer that reaches only `allowed` hosts: every other address is refused,
-/// so a redirect to the new primary fails instead of being followed.
-fn fenced_dialer(allowed: BTreeSet<String>) -> Dialer {
-    let allowed = Arc::new(allowed);
-    Dialer::new(move |addr: String| {
-        let bare = addr.trim_start_matches("http://").to_string();
-        let host = bare.rsplit_once(':').map_or(bare.as_str(), |(h, _)| h);
-        if allowed.contains(host) {
-            Box::pin(async move {
-                let s = turmoil::net::TcpStream::connect(bare).await?;
-                Ok(Box::new(s) as Box<dyn DialedIo>)
-            })
-        } else {
-            Box::pin(async move {
-                Err::<Box<dyn DialedIo>, _>(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    format!("the fence probe only reaches the old region, not {addr}"),
-                ))
-            })
-        }
-    })
-}
-
 /// Sends writes (to probe keys) and strong reads (of the workload's keys, recorded
-/// in the history) to the old region only.
+/// in the history) straight to each node of the old region, without following
+/// redirects: none of those nodes may acknowledge a write, and whatever they
+/// answer to a read is checked like any other read.
 async fn fence_probe(
     endpoints: Vec<String>,
     tenant: String,
@@ -159,70 +138,47 @@ async fn fence_probe(
     log: GeoLog,
     history: History,
 ) {
-    let hosts: BTreeSet<String> = endpoints
-        .iter()
-        .map(|e| {
-            e.rsplit_once(':')
-                .map_or(e.as_str(), |(h, _)| h)
-                .to_string()
-        })
-        .collect();
-    let config = stratus_client::ClientConfig {
-        dialer: Some(fenced_dialer(hosts)),
-        deadline: Duration::from_secs(1),
-        request_timeout: Duration::from_millis(800),
-        ..client_config()
-    };
     let mut result = FenceResult {
         tenant: tenant.clone(),
         region,
         ..FenceResult::default()
     };
+    let channels: Vec<(String, tonic::transport::Channel)> = endpoints
+        .iter()
+        .filter_map(|a| Some((a.clone(), raw::channel(a)?)))
+        .collect();
     let until = now() + lasts;
-    let mut client = None;
     let mut n = 0u32;
-    while now() < until {
-        let Some(c) = &client else {
-            client = Client::connect_with(endpoints.clone(), config.clone())
-                .await
-                .ok();
-            tokio::time::sleep(PROBE_EVERY).await;
-            continue;
-        };
-        n += 1;
-        let key = format!("fence-{n}");
-        result.writes_tried += 1;
-        let data = content(u64::from(n), 64);
-        match c
-            .put_bytes(&tenant, CONTAINER, &key, data, PutOptions::default())
-            .await
-        {
-            Ok(info) => result.acknowledged.push(format!(
-                "{tenant}/{CONTAINER}/{key} at {} ms (version {})",
-                now().as_millis(),
-                info.version_id
-            )),
-            Err(e) => {
-                let kind = e.code().unwrap_or(e.kind()).to_string();
-                *result.refusals.entry(kind).or_default() += 1;
+    while now() < until && !channels.is_empty() {
+        for (addr, channel) in &channels {
+            n += 1;
+            let key = format!("fence-{n}");
+            result.writes_tried += 1;
+            let data = content(u64::from(n), 64);
+            match raw::put(channel.clone(), &tenant, CONTAINER, &key, data).await {
+                Ok(info) => result.acknowledged.push(format!(
+                    "{addr} acknowledged {tenant}/{CONTAINER}/{key} at {} ms (version {})",
+                    now().as_millis(),
+                    info.version_id
+                )),
+                Err(code) => *result.refusals.entry(code).or_default() += 1,
             }
+            let k = format!("k{}", n % keys.max(1));
+            let invoked = now();
+            let outcome = raw::get(channel.clone(), &tenant, CONTAINER, &k).await;
+            result.reads_tried += 1;
+            if matches!(outcome, Outcome::Read(_)) {
+                result.reads_answered += 1;
+            }
+            history.record(Event {
+                client: PROBE,
+                key: format!("{tenant}/{CONTAINER}/{k}"),
+                op: Op::Get,
+                invoked,
+                completed: now(),
+                outcome,
+            });
         }
-        let k = format!("k{}", n % keys.max(1));
-        let invoked = now();
-        let (outcome, _, _) =
-            workload::read_with(c, &tenant, CONTAINER, &k, Consistency::Strong).await;
-        result.reads_tried += 1;
-        if matches!(outcome, Outcome::Read(_)) {
-            result.reads_answered += 1;
-        }
-        history.record(Event {
-            client: PROBE,
-            key: format!("{tenant}/{CONTAINER}/{k}"),
-            op: Op::Get,
-            invoked,
-            completed: now(),
-            outcome,
-        });
         tokio::time::sleep(PROBE_EVERY).await;
     }
     log.with(|r| r.fences.push(result));
