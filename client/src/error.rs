@@ -12,6 +12,11 @@ use stratus_proto::{ERROR_CODE_KEY, LEADER_ADDR_KEY, LEADER_ID_KEY};
 /// replica group it needs.
 pub const NOT_LEADER_CODE: &str = "not-leader";
 
+/// Stable codes of `unavailable` refusals a node sends before proposing a write
+/// (`geo::lease::check_writable`); after proposing it uses other codes
+/// (`lease-lapsed-after-write`), so these mean nothing was written.
+pub const REFUSED_BEFORE_ACTING: &[&str] = &["lease-lapsed", "geo-role-pending", "lease-limit"];
+
 /// Everything that can go wrong talking to Stratus.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -227,6 +232,18 @@ impl Error {
             | Error::Transport { .. }
             | Error::Io { .. }
             | Error::Config { .. } => None,
+        }
+    }
+
+    /// Whether the error guarantees the node did nothing: a not-leader rejection,
+    /// a request that could not even be sent, or a geo write refusal the node
+    /// sends before proposing (no valid write lease, a new primary still taking
+    /// over, the lease's write limit reached: see [`REFUSED_BEFORE_ACTING`]).
+    pub fn rejected_before_acting(&self) -> bool {
+        match self {
+            Error::NotLeader { .. } | Error::Transport { sent: false, .. } => true,
+            Error::Unavailable { code: Some(c), .. } => REFUSED_BEFORE_ACTING.contains(&c.as_str()),
+            _ => false,
         }
     }
 

@@ -248,11 +248,13 @@ impl Client {
     /// Sends a `GetObject` to the tenant's leader and reads the leading `ObjectInfo`.
     async fn open_get(&self, req: &pb::GetRequest) -> Result<Open, Error> {
         let timeout = self.config().request_timeout;
-        let consistency = if req.consistency == consistency_to_pb(crate::Consistency::Eventual) {
-            crate::Consistency::Eventual
-        } else {
-            crate::Consistency::Strong
-        };
+        // The route follows the consistency: a read from the secondary goes to the
+        // secondary group's members (it used to be routed as a strong read, to the
+        // primary, which is down exactly when the secondary matters most).
+        let consistency = [Consistency::Eventual, Consistency::Secondary]
+            .into_iter()
+            .find(|c| req.consistency == consistency_to_pb(*c))
+            .unwrap_or(Consistency::Strong);
         self.routed(
             Route::read(&req.tenant, consistency),
             "get",

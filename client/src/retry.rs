@@ -47,13 +47,10 @@ pub(crate) fn is_transient(e: &Error) -> bool {
     )
 }
 
-/// Failures that guarantee the node did nothing: a not-leader rejection, or a
-/// request that could not even be sent.
+/// Failures that guarantee the node did nothing (see
+/// [`Error::rejected_before_acting`]).
 pub(crate) fn is_rejected_before_acting(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NotLeader { .. } | Error::Transport { sent: false, .. }
-    )
+    e.rejected_before_acting()
 }
 
 /// One failed attempt, and whether the operation allows another.

@@ -28,7 +28,27 @@ pub const SCENARIOS: &[&str] = &[
     "flapping-links",
     "lossy-links",
     "slow-region",
+    "region-failover",
+    "planned-failover",
+    "geo-link-cut",
+    "ra-read-during-outage",
 ];
+
+/// The run of a named scenario: the geo ones (`crate::geo::scenarios`) bring their
+/// own tenants, actions and checks; the others run the LRS and ZRS workload.
+pub fn run_options(name: &str, seed: u64, topology: &str, l: &Layout) -> Option<RunOptions> {
+    if let Some(o) = crate::geo::scenarios::options(name, seed, topology, l) {
+        return Some(o);
+    }
+    let faults = named(name, l)?;
+    Some(options(
+        name,
+        seed,
+        topology,
+        l.workload(&[Redundancy::Lrs, Redundancy::Zrs]),
+        faults,
+    ))
+}
 
 /// The tenants of a workload and the groups they land on.
 pub struct Layout {
@@ -109,6 +129,7 @@ impl Layout {
             keys_per_tenant: 6,
             think_max: Duration::from_millis(40),
             object_bytes_max: 700 * 1024,
+            secondary_readers: u32::from(classes.iter().any(|c| c.read_access())),
         }
     }
 }
@@ -307,77 +328,120 @@ pub fn random(seed: u64, l: &Layout) -> Vec<Timed> {
     out
 }
 
-/// What a class promises under a fault (DESIGN.md section 5).
+/// What a class promises for writes under a fault (DESIGN.md section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Promise {
     /// Writes succeed again while the fault lasts.
     Available,
     /// Writes fail until the fault heals; nothing acknowledged is lost.
     Unavailable,
+    /// Writes come back while the fault lasts through an unplanned failover to the
+    /// paired region; acknowledged writes lost only within the reported window.
+    Failover,
+    /// The fault means nothing for the class (a geo link cut for a local class).
+    NotApplicable,
 }
 
 /// The faults of the matrix, in order.
-pub const MATRIX_FAULTS: [&str; 5] = [
+pub const MATRIX_FAULTS: [&str; 6] = [
     "one node down",
     "facility down",
     "zone down",
     "primary region down",
+    "geo link cut",
     "leader isolated",
 ];
 
+/// One cell's fault and what the class promises under it.
+#[derive(Debug, Clone)]
+pub struct CellFault {
+    pub name: &'static str,
+    pub fault: Fault,
+    pub promise: Promise,
+    /// Reads from the secondary copy keep answering while the fault lasts.
+    pub secondary_reads: bool,
+}
+
 /// The faults of the matrix, per class, with what the class promises under each.
-pub fn matrix_faults(l: &Layout, class: Redundancy) -> Vec<(&'static str, Fault, Promise)> {
+pub fn matrix_faults(l: &Layout, class: Redundancy) -> Vec<CellFault> {
     let g = l.group(class);
     let (facility, zone) = l.lrs_domain();
-    let lrs = class == Redundancy::Lrs;
-    let [node, fac, zn, region, isolated] = MATRIX_FAULTS;
+    let [node, fac, zn, region, link, isolated] = MATRIX_FAULTS;
+    let (geo, ra) = (class.is_geo(), class.read_access());
+    // The LRS group lives in one facility of zone 1: losing either loses it.
+    let local_loss = if class.local() == Redundancy::Lrs {
+        Promise::Unavailable
+    } else {
+        Promise::Available
+    };
+    let cell = |name, fault, promise, secondary_reads| CellFault {
+        name,
+        fault,
+        promise,
+        secondary_reads,
+    };
+    let lrs_like = class.local() == Redundancy::Lrs;
     vec![
-        (
+        cell(
             node,
             Fault::Crash {
                 target: Target::LeaderOf(g),
                 torn: false,
             },
             Promise::Available,
+            false,
         ),
-        (
+        cell(
             fac,
             Fault::Crash {
                 target: Target::Facility(facility),
                 torn: false,
             },
-            if lrs {
-                Promise::Unavailable
-            } else {
-                Promise::Available
-            },
+            local_loss,
+            ra && lrs_like,
         ),
-        (
+        cell(
             zn,
             Fault::Crash {
                 target: Target::Zone(l.region.clone(), zone),
                 torn: false,
             },
-            if lrs {
-                Promise::Unavailable
-            } else {
-                Promise::Available
-            },
+            local_loss,
+            ra && lrs_like,
         ),
-        (
+        cell(
             region,
             Fault::Crash {
                 target: Target::Region(l.region.clone()),
                 torn: false,
             },
-            Promise::Unavailable,
+            if geo {
+                Promise::Failover
+            } else {
+                Promise::Unavailable
+            },
+            ra,
         ),
-        (
+        cell(
+            link,
+            Fault::CutRegions {
+                a: l.region.clone(),
+                b: l.other_region.clone().unwrap_or_else(|| l.region.clone()),
+            },
+            if geo {
+                Promise::Available
+            } else {
+                Promise::NotApplicable
+            },
+            false,
+        ),
+        cell(
             isolated,
             Fault::Isolate {
                 target: Target::LeaderOf(g),
             },
             Promise::Available,
+            false,
         ),
     ]
 }
@@ -398,5 +462,6 @@ pub fn options(
         faults,
         after: Duration::from_secs(12),
         settings: NodeSettings::default(),
+        geo: crate::geo::GeoPlan::default(),
     }
 }

@@ -56,7 +56,7 @@ enum Command {
     Matrix {
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Only this class (lrs, zrs).
+        /// Only this class (lrs, zrs, grs, ra-grs, gzrs, ra-gzrs).
         #[arg(long, value_parser = parse_class)]
         class: Option<Redundancy>,
         /// Only this fault.
@@ -117,10 +117,21 @@ fn print_run(report: &RunReport, fuzz: bool) {
             ),
             (None, _) => "no write acknowledged afterwards".into(),
         };
+        let secondary = if w.secondary_reads_tried > 0 {
+            format!(
+                ", from the secondary {}/{}",
+                w.secondary_reads_ok, w.secondary_reads_tried
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "  during \"{}\": {}: writes {}/{}, reads {}/{}; {recovery}",
+            "  during \"{}\": {}: writes {}/{}, reads {}/{}{secondary}; {recovery}",
             w.fault, w.tenant, w.writes_ok, w.writes_tried, w.reads_ok, w.reads_tried
         );
+    }
+    if let Some(g) = &report.geo {
+        print_geo(g);
     }
     println!(
         "  {} operations ({} checked), {:.0} simulated s in {:.1} s ({:.1}x), trace {:016x}",
@@ -144,6 +155,58 @@ fn print_run(report: &RunReport, fuzz: bool) {
     }
 }
 
+fn secs(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{s:.3} s"))
+}
+
+fn ops(v: Option<u64>) -> String {
+    v.map_or("-".into(), |o| o.to_string())
+}
+
+/// The geo figures of a run (simulated time).
+fn print_geo(g: &crate::geo::drive::GeoReport) {
+    let f = &g.figures;
+    println!(
+        "  geo lag (steady, {} samples of `tenant show`): p50 {} / {} ops, p99 {} / {} ops",
+        f.steady_samples,
+        secs(f.lag_p50_s),
+        ops(f.lag_p50_ops),
+        secs(f.lag_p99_s),
+        ops(f.lag_p99_ops)
+    );
+    for (tenant, s) in &f.failover_s {
+        println!("  failover time of {tenant}: {s:.3} s from region down to the first write accepted in the new region");
+    }
+    for (tenant, s) in &f.loss_window_s {
+        println!("  loss window of {tenant}: the last sync time was {s:.3} s before the region went down");
+    }
+    for (tenant, s) in &f.failover_call_s {
+        println!("  failover call for {tenant}: {s:.3} s from asking to the answer");
+    }
+    for (tenant, at_risk, unseen, window) in &f.at_risk {
+        println!(
+            "  {tenant}: {at_risk} writes acknowledged after the last sync time, {unseen} of them not seen again; reported loss window {}",
+            ops(*window)
+        );
+    }
+    let recovered = g.record.recovered.len();
+    if recovered > 0 {
+        println!("  {recovered} object(s) read back from recovery containers");
+    }
+    for fence in &g.record.fences {
+        println!(
+            "  fence probe of {} in {}: {} writes sent, {} acknowledged, refused as {:?}; {} strong reads sent, {} answered",
+            fence.tenant,
+            fence.region,
+            fence.writes_tried,
+            fence.acknowledged.len(),
+            fence.refusals,
+            fence.reads_tried,
+            fence.reads_answered
+        );
+    }
+}
+
 /// Runs the command line; returns whether everything passed.
 pub fn run(cli: Cli) -> anyhow::Result<bool> {
     let topology = match &cli.topology {
@@ -152,18 +215,11 @@ pub fn run(cli: Cli) -> anyhow::Result<bool> {
         None => DEFAULT_TOPOLOGY.to_string(),
     };
     let layout = Layout::of(&topology)?;
-    let both = [Redundancy::Lrs, Redundancy::Zrs];
     match cli.command {
         Command::Run { scenario, seed } => {
-            let faults = catalog::named(&scenario, &layout)
+            let opts = catalog::run_options(&scenario, seed, &topology, &layout)
                 .ok_or_else(|| anyhow::anyhow!("unknown scenario {scenario}"))?;
-            let report = scenario::run(&catalog::options(
-                &scenario,
-                seed,
-                &topology,
-                layout.workload(&both),
-                faults,
-            ))?;
+            let report = scenario::run(&opts)?;
             match cli.output {
                 Output::Json => println!(
                     "{}",

@@ -49,6 +49,9 @@ pub enum Fault {
     CorruptChunk { target: Target },
     /// The target's next blob and engine syncs fail; crash and restart at heal.
     FsyncError { target: Target },
+    /// Every link between the nodes of two regions cut, both ways (the geo link):
+    /// both regions stay alive, and the witness and the clients reach both.
+    CutRegions { a: String, b: String },
 }
 
 /// What healing a fault must undo.
@@ -277,6 +280,24 @@ impl World<'_> {
                         }
                     ),
                     Undo::Nothing,
+                )
+            }
+            Fault::CutRegions { a, b } => {
+                let ha = self.hosts_in(|n| &n.region == a);
+                let hb = self.hosts_in(|n| &n.region == b);
+                let mut pairs = Vec::new();
+                for x in &ha {
+                    for y in &hb {
+                        self.cut(x, y);
+                        pairs.push((x.clone(), y.clone()));
+                    }
+                }
+                (
+                    format!(
+                        "cut the link between {a} and {b} ({} node pairs)",
+                        pairs.len()
+                    ),
+                    Undo::Repair(pairs),
                 )
             }
             Fault::FsyncError { target } => {

@@ -8,6 +8,9 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The client id of the fence probe's reads (the verifier is `u32::MAX`).
+pub const PROBE: u32 = u32::MAX - 1;
+
 /// Identifies one write: `client << 32 | sequence`.
 pub type WriteId = u64;
 
@@ -27,9 +30,29 @@ pub enum Cond {
 /// One operation on one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Op {
-    Put { id: WriteId, size: u64, cond: Cond },
-    Delete { cond: Cond },
+    Put {
+        id: WriteId,
+        size: u64,
+        cond: Cond,
+    },
+    Delete {
+        cond: Cond,
+    },
     Get,
+    /// A read from the tenant's secondary (paired-region) copy: eventually
+    /// consistent, so kept out of the linearizability check and checked against
+    /// the last sync time it came with (`crate::geo::check`).
+    SecondaryGet {
+        /// The copy's last sync time as the answer carried it (ms since the epoch).
+        last_sync_ms: Option<u64>,
+    },
+}
+
+impl Op {
+    /// Whether the operation reads (a read never changes the state).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Op::Get | Op::SecondaryGet { .. })
+    }
 }
 
 /// What an operation's response established.

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod faults;
+pub mod geo;
 pub mod history;
 pub mod matrix;
 pub mod net;

@@ -4,6 +4,8 @@
 //! again, and whether that is what the class promises.
 
 use crate::catalog::{self, Layout, Promise};
+use crate::faults::Fault;
+use crate::geo::{GeoAction, GeoCheck, GeoPlan, Scheduled};
 use crate::scenario::{self, Timed};
 use serde::Serialize;
 use std::time::Duration;
@@ -19,15 +21,26 @@ pub struct Cell {
     pub class: String,
     pub fault: String,
     pub promise: Promise,
+    /// Whether reads from the secondary copy were promised while the fault lasted.
+    pub secondary_reads_promised: bool,
     pub writes_ok: usize,
     pub writes_tried: usize,
     pub reads_ok: usize,
     pub reads_tried: usize,
+    pub secondary_reads_ok: usize,
+    pub secondary_reads_tried: usize,
     pub acknowledged_lost: usize,
+    /// After an unplanned failover: seconds of writes before the region went down
+    /// that the reported last sync time does not cover, and the reported loss
+    /// window in operations.
+    pub loss_window_s: Option<f64>,
+    pub loss_window_ops: Option<u64>,
+    /// Acknowledged writes after the last sync time that no later read saw.
+    pub unseen_after_sync: Option<usize>,
     /// Seconds from the fault until a write was acknowledged again.
     pub recovery_s: Option<f64>,
     pub recovered_during_fault: bool,
-    /// Violations of any checker (linearizability, convergence, ...).
+    /// Violations of any checker (linearizability, convergence, geo checks, ...).
     pub violations: Vec<String>,
     pub matches: bool,
     /// The run's timeline, printed for cells that do not match.
@@ -59,9 +72,58 @@ fn pct(ok: usize, tried: usize) -> String {
     }
 }
 
-/// The classes the matrix covers so far: the local ones. The geo classes need
-/// failover as an operator step in their cells (see the open geo-simulation work).
-pub const CLASSES: [Redundancy; 2] = [Redundancy::Lrs, Redundancy::Zrs];
+/// The classes of the matrix: every class.
+pub const CLASSES: [Redundancy; 6] = Redundancy::ALL;
+
+/// When the operator fails a geo tenant over after its region went down.
+const FAILOVER_AFTER: Duration = Duration::from_secs(2);
+
+/// The geo plan of a cell: the lag monitor for geo classes, the operator's
+/// failover where the promise relies on it, and the geo checks of the promise.
+fn cell_plan(tenant: &str, class: Redundancy, cf: &catalog::CellFault) -> GeoPlan {
+    if !class.is_geo() {
+        return GeoPlan::default();
+    }
+    let mut plan = GeoPlan {
+        monitor: vec![tenant.to_string()],
+        region_down_fault: Some(0),
+        ..GeoPlan::default()
+    };
+    if cf.promise == Promise::Failover {
+        plan.actions.push(Scheduled {
+            at: FAULT_AT + FAILOVER_AFTER,
+            action: GeoAction::Failover {
+                tenant: tenant.to_string(),
+                planned: false,
+            },
+        });
+        plan.checks.push(GeoCheck::FailedOver {
+            tenant: tenant.to_string(),
+            planned: false,
+        });
+        plan.checks.push(GeoCheck::WritesAfterFailover {
+            tenant: tenant.to_string(),
+        });
+    }
+    if cf.secondary_reads {
+        plan.checks.push(GeoCheck::SecondaryReadsDuring {
+            tenant: tenant.to_string(),
+            fault: 0,
+        });
+    }
+    if matches!(cf.fault, Fault::CutRegions { .. }) {
+        plan.checks.push(GeoCheck::NoWriteRefused {
+            tenant: tenant.to_string(),
+            fault: 0,
+        });
+        plan.checks.push(GeoCheck::LagGrowsAndReturns {
+            tenant: tenant.to_string(),
+            fault: 0,
+            settle: Duration::from_secs(10),
+        });
+    }
+    plan
+}
 
 /// Runs every cell; returns them in class, fault order.
 pub fn cells(
@@ -72,58 +134,99 @@ pub fn cells(
 ) -> anyhow::Result<Vec<Cell>> {
     let mut out = Vec::new();
     for class in CLASSES {
-        for (name, fault, promise) in catalog::matrix_faults(layout, class) {
-            if !filter.admits(class, name) {
+        for cf in catalog::matrix_faults(layout, class) {
+            if !filter.admits(class, cf.name) {
                 continue;
             }
-            let faults = vec![Timed {
-                at: FAULT_AT,
-                lasts: FAULT_LASTS,
-                fault,
-            }];
-            let opts = catalog::options(
-                &format!("{class} / {name}"),
-                seed,
-                topology,
-                layout.workload(&[class]),
-                faults,
-            );
-            let report = scenario::run(&opts)?;
-            let w = report.windows.first();
-            let lost = report
-                .violations
-                .iter()
-                .filter(|v| v.starts_with("lost write"))
-                .count();
-            let (writes_ok, writes_tried) =
-                w.map(|w| (w.writes_ok, w.writes_tried)).unwrap_or_default();
-            let recovered = w.is_some_and(|w| w.recovered_during_fault);
-            let behaved = match promise {
-                Promise::Available => recovered,
-                Promise::Unavailable => writes_ok == 0,
-            };
-            out.push(Cell {
-                class: class.to_string(),
-                fault: name.to_string(),
-                promise,
-                writes_ok,
-                writes_tried,
-                reads_ok: w.map(|w| w.reads_ok).unwrap_or_default(),
-                reads_tried: w.map(|w| w.reads_tried).unwrap_or_default(),
-                acknowledged_lost: lost,
-                recovery_s: w.and_then(|w| w.recovery_ms).map(|ms| ms as f64 / 1000.0),
-                recovered_during_fault: recovered,
-                matches: behaved && report.violations.is_empty(),
-                violations: report.violations,
-                timeline: report
-                    .timeline
-                    .iter()
-                    .map(|e| format!("{:>8.3}s  {}", e.at_ms as f64 / 1000.0, e.what))
-                    .collect(),
-            });
+            out.push(cell(topology, layout, seed, class, cf)?);
         }
     }
     Ok(out)
+}
+
+/// Runs one cell (a cell that does not apply is not run).
+fn cell(
+    topology: &str,
+    layout: &Layout,
+    seed: u64,
+    class: Redundancy,
+    cf: catalog::CellFault,
+) -> anyhow::Result<Cell> {
+    let mut c = Cell {
+        class: class.to_string(),
+        fault: cf.name.to_string(),
+        promise: cf.promise,
+        secondary_reads_promised: cf.secondary_reads,
+        writes_ok: 0,
+        writes_tried: 0,
+        reads_ok: 0,
+        reads_tried: 0,
+        secondary_reads_ok: 0,
+        secondary_reads_tried: 0,
+        acknowledged_lost: 0,
+        loss_window_s: None,
+        loss_window_ops: None,
+        unseen_after_sync: None,
+        recovery_s: None,
+        recovered_during_fault: false,
+        violations: Vec::new(),
+        matches: true,
+        timeline: Vec::new(),
+    };
+    if cf.promise == Promise::NotApplicable {
+        return Ok(c);
+    }
+    let workload = layout.workload(&[class]);
+    let tenant = workload.tenants[0].0.clone();
+    let plan = cell_plan(&tenant, class, &cf);
+    let faults = vec![Timed {
+        at: FAULT_AT,
+        lasts: FAULT_LASTS,
+        fault: cf.fault.clone(),
+    }];
+    let mut opts = catalog::options(
+        &format!("{class} / {}", cf.name),
+        seed,
+        topology,
+        workload,
+        faults,
+    );
+    opts.geo = plan;
+    let report = scenario::run(&opts)?;
+    let w = report.windows.first();
+    c.acknowledged_lost = report
+        .violations
+        .iter()
+        .filter(|v| v.starts_with("lost write"))
+        .count();
+    if let Some(w) = w {
+        (c.writes_ok, c.writes_tried) = (w.writes_ok, w.writes_tried);
+        (c.reads_ok, c.reads_tried) = (w.reads_ok, w.reads_tried);
+        (c.secondary_reads_ok, c.secondary_reads_tried) =
+            (w.secondary_reads_ok, w.secondary_reads_tried);
+        c.recovery_s = w.recovery_ms.map(|ms| ms as f64 / 1000.0);
+        c.recovered_during_fault = w.recovered_during_fault;
+    }
+    if let Some(g) = &report.geo {
+        c.loss_window_s = g.figures.loss_window_s.first().map(|(_, s)| *s);
+        if let Some((_, _, unseen, window)) = g.figures.at_risk.first() {
+            c.unseen_after_sync = Some(*unseen);
+            c.loss_window_ops = *window;
+        }
+    }
+    let behaved = match cf.promise {
+        Promise::Available | Promise::Failover => c.recovered_during_fault,
+        Promise::Unavailable => c.writes_ok == 0,
+        Promise::NotApplicable => true,
+    };
+    c.matches = behaved && report.violations.is_empty();
+    c.violations = report.violations;
+    c.timeline = report
+        .timeline
+        .iter()
+        .map(|e| format!("{:>8.3}s  {}", e.at_ms as f64 / 1000.0, e.what))
+        .collect();
+    Ok(c)
 }
 
 /// Prints the matrix; returns whether every cell matches its promise.
@@ -156,27 +259,54 @@ pub fn print(
         FAULT_LASTS.as_secs()
     );
     println!(
-        "{:<6} {:<20} {:<12} {:>7} {:>7} {:>5} {:>10}  verdict",
-        "class", "fault", "promise", "writes", "reads", "lost", "recovery"
+        "{:<7} {:<19} {:<20} {:>6} {:>6} {:>6} {:>4} {:>17} {:>9}  verdict",
+        "class",
+        "fault",
+        "promise",
+        "writes",
+        "reads",
+        "2nd rd",
+        "lost",
+        "RPO (s / window)",
+        "recovery"
     );
     for c in &cells {
+        if c.promise == Promise::NotApplicable {
+            println!(
+                "{:<7} {:<19} {:<20} {:>6} {:>6} {:>6} {:>4} {:>17} {:>9}  n/a",
+                c.class, c.fault, "n/a", "-", "-", "-", "-", "-", "-"
+            );
+            continue;
+        }
         let recovery = match (c.recovery_s, c.recovered_during_fault) {
             (Some(s), true) => format!("{s:.1} s"),
             (Some(s), false) => format!("{s:.1} s*"),
             (None, _) => "-".into(),
         };
-        let promise = match c.promise {
-            Promise::Available => "available",
-            Promise::Unavailable => "unavailable",
+        let promise = match (c.promise, c.secondary_reads_promised) {
+            (Promise::Available, false) => "available",
+            (Promise::Available, true) => "available+2nd reads",
+            (Promise::Unavailable, false) => "unavailable",
+            (Promise::Unavailable, true) => "2nd reads only",
+            (Promise::Failover, false) => "failover",
+            (Promise::Failover, true) => "failover+2nd reads",
+            (Promise::NotApplicable, _) => "n/a",
+        };
+        let rpo = match (c.loss_window_s, c.loss_window_ops) {
+            (Some(s), Some(o)) => format!("{s:.1} / {o} ops"),
+            (Some(s), None) => format!("{s:.1} / ?"),
+            _ => "-".into(),
         };
         println!(
-            "{:<6} {:<20} {:<12} {:>7} {:>7} {:>5} {:>10}  {}",
+            "{:<7} {:<19} {:<20} {:>6} {:>6} {:>6} {:>4} {:>17} {:>9}  {}",
             c.class,
             c.fault,
             promise,
             pct(c.writes_ok, c.writes_tried),
             pct(c.reads_ok, c.reads_tried),
+            pct(c.secondary_reads_ok, c.secondary_reads_tried),
             c.acknowledged_lost,
+            rpo,
             recovery,
             if c.matches {
                 "matches"
@@ -198,7 +328,8 @@ pub fn print(
             );
         }
     }
-    println!("writes/reads: share answered while the fault lasted; recovery: until a write was acknowledged again (* after the fault healed).");
+    println!("writes/reads/2nd rd (reads from the secondary): share answered while the fault lasted; lost: acknowledged writes lost beyond any reported loss window;");
+    println!("RPO: after an unplanned failover, seconds of writes before the region loss not covered by the last sync time, and the reported window; recovery: until a write was acknowledged again (* after the fault healed).");
     println!("replay one cell: stratus-sim matrix --seed {seed} --class CLASS --fault 'FAULT'");
     Ok(ok)
 }

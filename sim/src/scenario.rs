@@ -4,6 +4,8 @@
 
 use crate::check::{self, linear, lost};
 use crate::faults::{Fault, Undo};
+use crate::geo::drive::{self as geo_drive, GeoReport};
+use crate::geo::{GeoLog, GeoPlan};
 use crate::history::{Event, History, Op, Outcome};
 use crate::trace::{Trace, TraceEvent};
 use crate::workload::{self, Control, WorkloadSpec};
@@ -46,6 +48,8 @@ pub struct RunOptions {
     /// Workload time after the last heal.
     pub after: Duration,
     pub settings: NodeSettings,
+    /// Geo actions, monitoring and checks (empty for local runs).
+    pub geo: GeoPlan,
 }
 
 /// Availability of one tenant while one fault lasted.
@@ -57,6 +61,9 @@ pub struct Window {
     pub writes_tried: usize,
     pub reads_ok: usize,
     pub reads_tried: usize,
+    /// Reads from the secondary copy (RA classes) answered and tried.
+    pub secondary_reads_ok: usize,
+    pub secondary_reads_tried: usize,
     /// Milliseconds from the fault until the tenant acknowledged a write again
     /// (`None`: not before the end of the run).
     pub recovery_ms: Option<u64>,
@@ -76,6 +83,8 @@ pub struct RunReport {
     pub violations: Vec<String>,
     pub inconclusive: Vec<String>,
     pub windows: Vec<Window>,
+    /// Geo runs: what the operator and the monitor saw, and the figures.
+    pub geo: Option<GeoReport>,
     pub trace_hash: u64,
     pub sim_seconds: f64,
     pub wall_seconds: f64,
@@ -91,6 +100,7 @@ enum Step {
     Inject(usize),
     Flap(usize),
     Heal(usize),
+    Act(usize),
 }
 
 fn run_until_flag(world: &mut World<'_>, flag: &AtomicBool, max: Duration) -> anyhow::Result<bool> {
@@ -134,6 +144,20 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
             ),
         );
     }
+    for r in 0..opts.workload.secondary_readers {
+        let id = workload::SECONDARY_READER_BASE + r;
+        world.client(
+            &format!("secondary-reader-{r}"),
+            workload::run_secondary_reader(
+                id,
+                opts.seed,
+                endpoints.clone(),
+                opts.workload.clone(),
+                control.clone(),
+                history.clone(),
+            ),
+        );
+    }
     let mut violations = Vec::new();
     if !run_until_flag(&mut world, &control.ready, READY_MAX)? {
         violations.push(format!(
@@ -143,6 +167,8 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
     }
     let start = world.now();
     trace.push(start, "workload starts");
+    let geo_log = GeoLog::default();
+    geo_drive::start(&mut world, &opts.geo, &control, &geo_log);
 
     // The schedule: injections, heals and link flaps, in time order.
     let mut steps: Vec<(Duration, Step)> = Vec::new();
@@ -157,6 +183,9 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                 at += period;
             }
         }
+    }
+    for (i, a) in opts.geo.actions.iter().enumerate() {
+        steps.push((start + a.at, Step::Act(i)));
     }
     steps.sort_by_key(|(at, s)| (*at, matches!(s, Step::Inject(_))));
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xfa17);
@@ -181,6 +210,11 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
                     let what = world.heal(&u);
                     trace.push(at, format!("heal: {what}"));
                 }
+            }
+            Step::Act(i) => {
+                let what =
+                    geo_drive::launch(&mut world, &opts.geo, i, &opts.workload, &geo_log, &history);
+                trace.push(at, what);
             }
         }
     }
@@ -220,8 +254,70 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
     }
     trace.push(world.now(), "final reads done");
 
-    let events = history.events();
+    let geo_run = !opts.geo.is_empty();
+    if geo_run {
+        if !geo_drive::final_step(&mut world, &opts.workload, &geo_log)? {
+            violations.push("the final geo step did not finish".to_string());
+        }
+        trace.push(world.now(), "final geo step done");
+        if let Err(why) = converge(&mut world)? {
+            violations.push(format!(
+                "replicas did not converge after the geo step: {why}"
+            ));
+        }
+    }
+    let raw = history.events();
+    // Availability is what clients saw, before any failover's re-reading.
+    let windows = windows(&opts.workload, &raw, &spans);
+    let (events, geo) = if geo_run {
+        let (adjusted, found, report) =
+            geo_drive::conclude(&world, opts, &geo_log, &raw, &spans, start);
+        violations.extend(found);
+        for f in &report.record.failovers {
+            trace.push(
+                f.done_at,
+                format!(
+                    "failover of {} ({}) answered after {} attempt(s): {}",
+                    f.tenant,
+                    if f.planned { "planned" } else { "unplanned" },
+                    f.attempts,
+                    match (&f.record, &f.error) {
+                        (Some(r), _) => format!(
+                            "from epoch {} to {}, last sync time {} ms, loss window {:?} operations",
+                            r.epoch,
+                            r.to_region,
+                            crate::geo::check::sim_time(r.last_sync_ms).as_millis(),
+                            r.lost_operations_max
+                        ),
+                        (None, e) => format!("FAILED: {}", e.clone().unwrap_or_default()),
+                    }
+                ),
+            );
+        }
+        for r in &report.record.reprotects {
+            trace.push(
+                r.done_at,
+                format!(
+                    "reprotect of {} answered after {} attempt(s){}",
+                    r.tenant,
+                    r.attempts,
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": FAILED: {e}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        (adjusted, Some(report))
+    } else {
+        (raw, None)
+    };
+    let check_started = Instant::now();
     let findings = linear::check(&events);
+    tracing::info!(
+        wall_ms = check_started.elapsed().as_millis() as u64,
+        "linearizability checked"
+    );
     violations.extend(
         findings
             .iter()
@@ -255,16 +351,18 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
             history_hash(&events)
         ),
     );
-    let windows = windows(&opts.workload, &events, &spans);
+    let mut timeline = trace.events();
+    timeline.sort_by_key(|e| e.at_ms);
     Ok(RunReport {
         scenario: opts.name.clone(),
         seed: opts.seed,
-        timeline: trace.events(),
+        timeline,
         operations: events.len(),
         checked,
         violations,
         inconclusive,
         windows,
+        geo,
         trace_hash: trace.hash(),
         sim_seconds: world.now().as_secs_f64(),
         wall_seconds: wall.elapsed().as_secs_f64(),
@@ -373,12 +471,15 @@ fn windows(
         for (tenant, _, _) in &spec.tenants {
             let prefix = format!("{tenant}/");
             let mine = || {
-                events
-                    .iter()
-                    .filter(|e| e.key.starts_with(&prefix) && e.client != lost::VERIFIER)
+                events.iter().filter(|e| {
+                    e.key.starts_with(&prefix)
+                        && e.client != lost::VERIFIER
+                        && e.client != crate::history::PROBE
+                })
             };
             let during = || mine().filter(|e| e.invoked >= *from && e.invoked < *to);
-            let is_write = |e: &&Event| !matches!(e.op, Op::Get);
+            let is_write = |e: &&Event| !e.op.is_read();
+            let is_secondary = |e: &&Event| matches!(e.op, Op::SecondaryGet { .. });
             let answered = |e: &&Event| {
                 matches!(
                     e.outcome,
@@ -398,10 +499,17 @@ fn windows(
                 writes_ok: during().filter(is_write).filter(answered_during).count(),
                 writes_tried: during().filter(is_write).count(),
                 reads_ok: during()
-                    .filter(|e| !is_write(e))
+                    .filter(|e| !is_write(e) && !is_secondary(e))
                     .filter(answered_during)
                     .count(),
-                reads_tried: during().filter(|e| !is_write(e)).count(),
+                reads_tried: during()
+                    .filter(|e| !is_write(e) && !is_secondary(e))
+                    .count(),
+                secondary_reads_ok: during()
+                    .filter(is_secondary)
+                    .filter(answered_during)
+                    .count(),
+                secondary_reads_tried: during().filter(is_secondary).count(),
                 recovery_ms: acked_after.map(|t| t.saturating_sub(*from).as_millis() as u64),
                 recovered_during_fault: acked_after.is_some_and(|t| t < *to),
             });

@@ -13,12 +13,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_client::{Client, ClientConfig, Error, GetOptions, PutOptions, Redundancy};
+use stratus_client::{
+    Client, ClientConfig, Consistency, Error, GetOptions, PutOptions, Redundancy,
+};
 
 /// The container every tenant of the workload uses.
 pub const CONTAINER: &str = "data";
 /// User metadata key naming the write an object came from.
-const WRITE_META: &str = "w";
+pub const WRITE_META: &str = "w";
+/// Longest the setup waits for a geo tenant's secondary to be seeded and live.
+const GEO_LIVE_MAX: Duration = Duration::from_secs(60);
+/// Share of an RA tenant's reads sent to its secondary copy, in percent.
+const SECONDARY_READ_PCT: u32 = 40;
 
 /// What the workload does.
 #[derive(Debug, Clone)]
@@ -31,7 +37,13 @@ pub struct WorkloadSpec {
     pub think_max: Duration,
     /// Largest object written (a few in a hundred are chunked and up to this size).
     pub object_bytes_max: u64,
+    /// Clients that only read from the secondary copy of the RA tenants (so those
+    /// reads go on while the other clients wait out a dead primary).
+    pub secondary_readers: u32,
 }
+
+/// Client ids of the secondary readers start here.
+pub const SECONDARY_READER_BASE: u32 = 1000;
 
 /// Shared switches between the driver and the clients.
 #[derive(Debug, Clone, Default)]
@@ -94,8 +106,32 @@ pub async fn setup(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+    for (tenant, _, class) in spec.tenants.iter().filter(|(_, _, c)| c.is_geo()) {
+        wait_geo_live(&client, tenant, *class).await;
+    }
     control.ready.store(true, Ordering::SeqCst);
     Ok(())
+}
+
+/// Waits (bounded) until a geo tenant's secondary is seeded, live and has a last
+/// sync time, so the run starts with a geo copy to lose or to read from.
+async fn wait_geo_live(client: &Client, tenant: &str, class: Redundancy) {
+    let until = now() + GEO_LIVE_MAX;
+    while now() < until {
+        match client.get_tenant(tenant).await {
+            Ok(t)
+                if t.geo
+                    .as_ref()
+                    .is_some_and(|g| g.status == "live" && g.last_sync_ms.is_some()) =>
+            {
+                return
+            }
+            Ok(t) => tracing::debug!(%tenant, %class, geo = ?t.geo, "waiting for the geo copy"),
+            Err(e) => tracing::debug!(%tenant, error = %e, "tenant show retried"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tracing::warn!(%tenant, "the geo copy did not become live during setup");
 }
 
 fn size_of(rng: &mut StdRng, max: u64) -> u64 {
@@ -108,6 +144,9 @@ fn size_of(rng: &mut StdRng, max: u64) -> u64 {
 }
 
 fn classify_write(e: &Error) -> Outcome {
+    if e.rejected_before_acting() {
+        return Outcome::Failed(e.to_string());
+    }
     match e {
         Error::FailedPrecondition { .. } => Outcome::Refused,
         Error::NotLeader { .. }
@@ -118,11 +157,33 @@ fn classify_write(e: &Error) -> Outcome {
 }
 
 /// Reads a key and names the write it holds, checking every byte.
-async fn read(client: &Client, tenant: &str, key: &str) -> (Outcome, Option<String>) {
-    match client
-        .get_bytes(tenant, CONTAINER, key, GetOptions::default())
-        .await
-    {
+pub async fn read(client: &Client, tenant: &str, key: &str) -> (Outcome, Option<String>) {
+    let (outcome, etag, _) = read_with(client, tenant, CONTAINER, key, Consistency::Strong).await;
+    (outcome, etag)
+}
+
+/// Reads a key from the tenant's secondary copy: the outcome and the last sync
+/// time the answer carried.
+pub async fn read_secondary(client: &Client, tenant: &str, key: &str) -> (Outcome, Option<u64>) {
+    let (outcome, _, last_sync) =
+        read_with(client, tenant, CONTAINER, key, Consistency::Secondary).await;
+    (outcome, last_sync)
+}
+
+/// Reads `container/key` with `consistency` and names the write it holds, checking
+/// every byte; also returns the ETag and, from a secondary, its last sync time.
+pub async fn read_with(
+    client: &Client,
+    tenant: &str,
+    container: &str,
+    key: &str,
+    consistency: Consistency,
+) -> (Outcome, Option<String>, Option<u64>) {
+    let opts = GetOptions {
+        consistency,
+        ..GetOptions::default()
+    };
+    match client.get_bytes(tenant, container, key, opts).await {
         Ok((info, bytes)) => {
             let Some(id) = info
                 .metadata
@@ -131,6 +192,7 @@ async fn read(client: &Client, tenant: &str, key: &str) -> (Outcome, Option<Stri
             else {
                 return (
                     Outcome::Corrupt(format!("object {key} carries no write id")),
+                    None,
                     None,
                 );
             };
@@ -141,13 +203,14 @@ async fn read(client: &Client, tenant: &str, key: &str) -> (Outcome, Option<Stri
                         info.size
                     )),
                     None,
+                    None,
                 );
             }
-            (Outcome::Read(Some(id)), Some(info.etag))
+            (Outcome::Read(Some(id)), Some(info.etag), info.last_sync_ms)
         }
-        Err(Error::NotFound { .. }) => (Outcome::Read(None), None),
-        Err(e @ Error::Integrity { .. }) => (Outcome::Corrupt(e.to_string()), None),
-        Err(e) => (Outcome::Unknown(e.to_string()), None),
+        Err(Error::NotFound { .. }) => (Outcome::Read(None), None, None),
+        Err(e @ Error::Integrity { .. }) => (Outcome::Corrupt(e.to_string()), None, None),
+        Err(e) => (Outcome::Unknown(e.to_string()), None, None),
     }
 }
 
@@ -169,70 +232,74 @@ pub async fn run_client(
     let mut seen: BTreeMap<String, (Value, Option<String>)> = BTreeMap::new();
     let mut seq: u64 = 0;
     while !control.stop.load(Ordering::SeqCst) {
-        let (tenant, _, _) = &spec.tenants[rng.gen_range(0..spec.tenants.len())];
+        let (tenant, _, class) = &spec.tenants[rng.gen_range(0..spec.tenants.len())];
         let key = format!("k{}", rng.gen_range(0..spec.keys_per_tenant));
         let full = format!("{tenant}/{CONTAINER}/{key}");
         let known = seen.get(&full).cloned();
         let invoked = now();
         let roll = rng.gen_range(0..100);
-        let (op, outcome) = if roll < 40 {
-            let (outcome, etag) = read(&client, tenant, &key).await;
-            if let Outcome::Read(v) = &outcome {
-                seen.insert(full.clone(), (*v, etag));
-            }
-            (Op::Get, outcome)
-        } else if roll < 85 {
-            seq += 1;
-            let wid: WriteId = (u64::from(id) << 32) | seq;
-            let size = size_of(&mut rng, spec.object_bytes_max);
-            let cond = match (roll, &known) {
-                (75..=79, Some((Some(w), Some(_)))) => Cond::IfMatch(*w),
-                (80..=84, _) => Cond::IfAbsent,
-                _ => Cond::Always,
-            };
-            let mut opts = PutOptions::default();
-            opts.metadata.insert(WRITE_META.into(), wid.to_string());
-            match (&cond, &known) {
-                (Cond::IfMatch(_), Some((_, Some(etag)))) => opts.if_match = Some(etag.clone()),
-                (Cond::IfAbsent, _) => opts.if_none_match = Some("*".into()),
-                _ => {}
-            }
-            let outcome = match client
-                .put_bytes(tenant, CONTAINER, &key, content(wid, size), opts)
-                .await
-            {
-                Ok(info) => {
-                    seen.insert(full.clone(), (Some(wid), Some(info.etag)));
-                    Outcome::Done
+        let (op, outcome) =
+            if roll < 40 && class.read_access() && rng.gen_range(0..100) < SECONDARY_READ_PCT {
+                let (outcome, last_sync_ms) = read_secondary(&client, tenant, &key).await;
+                (Op::SecondaryGet { last_sync_ms }, outcome)
+            } else if roll < 40 {
+                let (outcome, etag) = read(&client, tenant, &key).await;
+                if let Outcome::Read(v) = &outcome {
+                    seen.insert(full.clone(), (*v, etag));
                 }
-                Err(e) => classify_write(&e),
-            };
-            (
-                Op::Put {
-                    id: wid,
-                    size,
-                    cond,
-                },
-                outcome,
-            )
-        } else {
-            let (cond, if_match) = match (&known, rng.gen_bool(0.3)) {
-                (Some((Some(w), Some(etag))), true) => (Cond::IfMatch(*w), Some(etag.clone())),
-                _ => (Cond::Always, None),
-            };
-            let outcome = match client
-                .delete(tenant, CONTAINER, &key, if_match.as_deref())
-                .await
-            {
-                Ok(_) => {
-                    seen.insert(full.clone(), (None, None));
-                    Outcome::Done
+                (Op::Get, outcome)
+            } else if roll < 85 {
+                seq += 1;
+                let wid: WriteId = (u64::from(id) << 32) | seq;
+                let size = size_of(&mut rng, spec.object_bytes_max);
+                let cond = match (roll, &known) {
+                    (75..=79, Some((Some(w), Some(_)))) => Cond::IfMatch(*w),
+                    (80..=84, _) => Cond::IfAbsent,
+                    _ => Cond::Always,
+                };
+                let mut opts = PutOptions::default();
+                opts.metadata.insert(WRITE_META.into(), wid.to_string());
+                match (&cond, &known) {
+                    (Cond::IfMatch(_), Some((_, Some(etag)))) => opts.if_match = Some(etag.clone()),
+                    (Cond::IfAbsent, _) => opts.if_none_match = Some("*".into()),
+                    _ => {}
                 }
-                Err(Error::NotFound { .. }) => Outcome::Absent,
-                Err(e) => classify_write(&e),
+                let outcome = match client
+                    .put_bytes(tenant, CONTAINER, &key, content(wid, size), opts)
+                    .await
+                {
+                    Ok(info) => {
+                        seen.insert(full.clone(), (Some(wid), Some(info.etag)));
+                        Outcome::Done
+                    }
+                    Err(e) => classify_write(&e),
+                };
+                (
+                    Op::Put {
+                        id: wid,
+                        size,
+                        cond,
+                    },
+                    outcome,
+                )
+            } else {
+                let (cond, if_match) = match (&known, rng.gen_bool(0.3)) {
+                    (Some((Some(w), Some(etag))), true) => (Cond::IfMatch(*w), Some(etag.clone())),
+                    _ => (Cond::Always, None),
+                };
+                let outcome = match client
+                    .delete(tenant, CONTAINER, &key, if_match.as_deref())
+                    .await
+                {
+                    Ok(_) => {
+                        seen.insert(full.clone(), (None, None));
+                        Outcome::Done
+                    }
+                    Err(Error::NotFound { .. }) => Outcome::Absent,
+                    Err(e) => classify_write(&e),
+                };
+                (Op::Delete { cond }, outcome)
             };
-            (Op::Delete { cond }, outcome)
-        };
         history.record(Event {
             client: id,
             key: full,
@@ -242,6 +309,49 @@ pub async fn run_client(
             outcome,
         });
         let think = rng.gen_range(0..=spec.think_max.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+    Ok(())
+}
+
+/// A client that reads random keys of the RA tenants from their secondary copy
+/// until told to stop.
+pub async fn run_secondary_reader(
+    id: u32,
+    seed: u64,
+    endpoints: Vec<String>,
+    spec: WorkloadSpec,
+    control: Control,
+    history: History,
+) -> turmoil::Result {
+    while !control.ready.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tenants: Vec<String> = spec
+        .tenants
+        .iter()
+        .filter(|t| t.2.read_access())
+        .map(|t| t.0.clone())
+        .collect();
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let client = connect(&endpoints).await;
+    let mut rng = StdRng::seed_from_u64(seed ^ u64::from(id).wrapping_mul(0x9e37_79b9));
+    while !control.stop.load(Ordering::SeqCst) {
+        let tenant = &tenants[rng.gen_range(0..tenants.len())];
+        let key = format!("k{}", rng.gen_range(0..spec.keys_per_tenant));
+        let invoked = now();
+        let (outcome, last_sync_ms) = read_secondary(&client, tenant, &key).await;
+        history.record(Event {
+            client: id,
+            key: format!("{tenant}/{CONTAINER}/{key}"),
+            op: Op::SecondaryGet { last_sync_ms },
+            invoked,
+            completed: now(),
+            outcome,
+        });
+        let think = rng.gen_range(0..=spec.think_max.as_millis() as u64 * 2);
         tokio::time::sleep(Duration::from_millis(think)).await;
     }
     Ok(())

@@ -43,6 +43,8 @@ pub(super) struct FakeNode {
     pub(super) behavior: Behavior,
     /// Every node address, for ClusterStatus; members of the one replica group.
     pub(super) members: Arc<Mutex<Vec<String>>>,
+    /// Members of the tenant's secondary group, as placements report them.
+    pub(super) secondary: Arc<Mutex<Vec<String>>>,
     /// Object calls received, as "method" strings.
     pub(super) calls: Arc<Mutex<Vec<String>>>,
     /// Parts of every put received, in order: "header", "chunk <len>", "trailer <size> <crc>".
@@ -253,6 +255,17 @@ impl AdminService for FakeNode {
             // A stale answer: the first node, which redirects.
             leader_id: 1,
             leader_addr: members.first().cloned().unwrap_or_default(),
+            secondary_members: self
+                .secondary
+                .lock()
+                .expect("lock")
+                .iter()
+                .enumerate()
+                .map(|(i, addr)| pb::Member {
+                    node_id: i as u64 + 100,
+                    addr: addr.clone(),
+                })
+                .collect(),
             ..Default::default()
         }))
     }
@@ -347,6 +360,7 @@ pub(super) async fn pair(leader_behavior: Behavior) -> Pair {
     let node = |behavior| FakeNode {
         behavior,
         members: members.clone(),
+        secondary: Arc::default(),
         calls: Arc::default(),
         put_parts: Arc::default(),
     };
@@ -359,6 +373,22 @@ pub(super) async fn pair(leader_behavior: Behavior) -> Pair {
         leader,
         follower_addr,
     }
+}
+
+/// Starts a node serving `object` and names it the only member of the secondary
+/// group in every placement the pair's nodes give out.
+pub(super) async fn add_secondary(p: &Pair, object: &[u8]) -> FakeNode {
+    let (l, addr) = bind().await;
+    let node = FakeNode {
+        behavior: Behavior::Serve(serving(object)),
+        members: p.follower.members.clone(),
+        secondary: p.follower.secondary.clone(),
+        calls: Arc::default(),
+        put_parts: Arc::default(),
+    };
+    node.secondary.lock().expect("lock").push(addr);
+    serve(l, node.clone());
+    node
 }
 
 pub(super) fn calls(n: &FakeNode) -> Vec<String> {

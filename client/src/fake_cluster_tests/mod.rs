@@ -5,7 +5,7 @@
 mod fake_node;
 
 use crate::{Client, Error, GetOptions, PutOptions, PutSource};
-use fake_node::{bind, calls, pair, quick, serving, Behavior, Serving};
+use fake_node::{add_secondary, bind, calls, pair, quick, serving, Behavior, Serving};
 use std::sync::atomic::Ordering;
 
 #[tokio::test]
@@ -26,6 +26,29 @@ async fn not_leader_redirect_is_followed_to_the_hinted_node() {
     client.head("acme", "box", "k").await.expect("head");
     assert_eq!(calls(&p.follower), ["get"]);
     assert_eq!(calls(&p.leader), ["get", "head"]);
+}
+
+/// `get --from secondary` used to be routed like a strong read (to the primary's
+/// leader), so while the primary region was down it waited out the dead primary
+/// instead of asking the secondary group. It goes to the secondary's members.
+#[tokio::test]
+async fn a_read_from_the_secondary_goes_to_the_secondary_group() {
+    let p = pair(Behavior::Serve(serving(b"primary"))).await;
+    let secondary = add_secondary(&p, b"geo copy").await;
+    let client = Client::connect_with(vec![p.follower_addr.clone()], quick())
+        .await
+        .expect("connect");
+    let opts = GetOptions {
+        consistency: crate::Consistency::Secondary,
+        ..GetOptions::default()
+    };
+    let (_, bytes) = client
+        .get_bytes("acme", "box", "k", opts)
+        .await
+        .expect("get from the secondary");
+    assert_eq!(&bytes[..], b"geo copy");
+    assert_eq!(calls(&secondary), ["get"]);
+    assert!(calls(&p.follower).is_empty() && calls(&p.leader).is_empty());
 }
 
 #[tokio::test]

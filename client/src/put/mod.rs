@@ -365,4 +365,24 @@ mod tests {
             "a not-leader rejection did nothing: {f:?}"
         );
     }
+
+    /// A geo write refused before the node proposed it (no lease during a
+    /// failover) did nothing: a conditional put may go again. Refused after
+    /// proposing, it is unknown.
+    #[test]
+    fn a_geo_refusal_before_acting_is_retried_after_it_is_not() {
+        let refused = |code: &str| Error::Unavailable {
+            message: "x".into(),
+            code: Some(code.into()),
+        };
+        for code in crate::error::REFUSED_BEFORE_ACTING {
+            let f = classify_put_failure(refused(code), &plan(true), true, true);
+            assert!(matches!(f, Failure::Retry(_)), "{code}: {f:?}");
+        }
+        let f = classify_put_failure(refused("lease-lapsed-after-write"), &plan(true), true, true);
+        assert!(
+            matches!(f, Failure::Fatal(Error::OutcomeUnknown { .. })),
+            "{f:?}"
+        );
+    }
 }

@@ -3,10 +3,12 @@
 //! [`super::geo`] for the model and its invariants).
 
 use super::geo::{GeoEntry, GeoOp, GeoReply, RoleChange, TenantRole};
+use super::reader::ObjectReader;
 use super::store::ObjectStore;
 use super::{layout, ChunkList, ContainerRecord, ObjectCommand, ObjectId, ObjectResponse};
 use crate::raft::encode;
-use crate::storage::{frame, StorageError, WriteBatch};
+use crate::storage::overlay::Overlay;
+use crate::storage::{frame, EngineRef, StorageError, WriteBatch};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -15,13 +17,24 @@ use stratus_core::placement::GroupId;
 
 /// Each tenant's role in one group, shared between the group's state machine
 /// (which changes it on apply) and the node's services (which read it).
+///
+/// A change is *staged* while the apply call that makes it runs and *published*
+/// only once the call's batch reached the engine: services read roles and then
+/// the engine, so a role published earlier could claim more than the stored
+/// state shows (the simulation caught a read from the secondary whose last sync
+/// time covered a write its objects did not have yet).
 #[derive(Debug, Clone, Default)]
-pub struct Roles(Arc<RwLock<BTreeMap<String, TenantRole>>>);
+pub struct Roles {
+    published: Arc<RwLock<BTreeMap<String, TenantRole>>>,
+    /// Changes of the apply call under way (`None`: the record is removed).
+    staged: Arc<RwLock<BTreeMap<String, Option<TenantRole>>>>,
+}
 
 impl Roles {
-    /// The tenant's role (the implicit non-shipping primary when it has no record).
+    /// The tenant's role as the engine holds it (the implicit non-shipping
+    /// primary when it has no record).
     pub fn get(&self, tenant: &str) -> TenantRole {
-        self.0
+        self.published
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(tenant)
@@ -29,21 +42,49 @@ impl Roles {
             .unwrap_or_else(TenantRole::implicit)
     }
 
-    /// Every tenant with a role record.
+    /// Every tenant with a role record, as the engine holds them.
     pub fn all(&self) -> BTreeMap<String, TenantRole> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    fn set(&self, tenant: &str, role: Option<TenantRole>) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        match role {
-            Some(r) => map.insert(tenant.to_string(), r),
-            None => map.remove(tenant),
-        };
+    /// The role with the apply call's staged changes: what the state machine sees.
+    pub(super) fn applying(&self, tenant: &str) -> TenantRole {
+        let staged = self.staged.read().unwrap_or_else(|p| p.into_inner());
+        match staged.get(tenant) {
+            Some(Some(r)) => r.clone(),
+            Some(None) => TenantRole::implicit(),
+            None => self.get(tenant),
+        }
+    }
+
+    pub(super) fn set(&self, tenant: &str, role: Option<TenantRole>) {
+        self.staged
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), role);
+    }
+
+    /// Makes the staged changes visible (their batch is in the engine).
+    pub(super) fn publish(&self) {
+        let staged = std::mem::take(&mut *self.staged.write().unwrap_or_else(|p| p.into_inner()));
+        let mut map = self.published.write().unwrap_or_else(|p| p.into_inner());
+        for (tenant, role) in staged {
+            match role {
+                Some(r) => map.insert(tenant, r),
+                None => map.remove(&tenant),
+            };
+        }
     }
 
     pub(super) fn replace(&self, roles: BTreeMap<String, TenantRole>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = roles;
+        self.staged
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = roles;
     }
 }
 
@@ -112,7 +153,7 @@ impl ObjectStore {
             return None;
         }
         let tenant = written_tenant(command)?;
-        let role = self.roles.get(tenant);
+        let role = self.roles.applying(tenant);
         if matches!(role, TenantRole::Primary { .. }) {
             return None;
         }
@@ -129,7 +170,7 @@ impl ObjectStore {
     /// What `command` ships if it succeeds, when its tenant is geo-replicated here.
     pub(super) fn shipping(&self, command: &ObjectCommand) -> Option<(String, Pending)> {
         let tenant = written_tenant(command)?;
-        self.roles.get(tenant).ship_to()?;
+        self.roles.applying(tenant).ship_to()?;
         let pending = match command {
             ObjectCommand::PutInline { object, data, .. } => Pending::Put {
                 object: object.clone(),
@@ -230,7 +271,7 @@ impl ObjectStore {
             acked_seq,
             last_sync_ms,
             seeded,
-        } = self.roles.get(&tenant)
+        } = self.roles.applying(&tenant)
         else {
             return Ok(());
         };
@@ -288,7 +329,7 @@ impl ObjectStore {
         tenant: String,
         change: RoleChange,
     ) -> Result<ObjectResponse, StorageError> {
-        let current = self.roles.get(&tenant);
+        let current = self.roles.applying(&tenant);
         let stale = |epoch: u64| epoch < current.epoch();
         let next = match change {
             RoleChange::Primary { epoch, .. }
@@ -415,7 +456,7 @@ impl ObjectStore {
         epoch: u64,
         from: GroupId,
     ) -> Result<TenantRole, GeoReply> {
-        match self.roles.get(tenant) {
+        match self.roles.applying(tenant) {
             r @ TenantRole::Secondary {
                 epoch: e, from: f, ..
             } if e == epoch && f == from => Ok(r),
@@ -466,12 +507,14 @@ impl ObjectStore {
             let last = entries
                 .last()
                 .map_or(first_seq.saturating_sub(1), |e| e.seq);
+            let mut ops = Vec::with_capacity(entries.len());
             for entry in entries {
                 if entry.seq == applied_seq + 1 {
-                    self.apply_op(batch, entry.op)?;
+                    ops.push(entry.op);
                     applied_seq = entry.seq;
                 }
             }
+            self.apply_ops(batch, ops)?;
             if applied_seq >= last {
                 as_of = as_of.max(as_of_ms);
             }
@@ -513,9 +556,7 @@ impl ObjectStore {
             )));
         };
         if !seeded {
-            for op in ops {
-                self.apply_op(batch, op)?;
-            }
+            self.apply_ops(batch, ops)?;
         }
         Ok(ObjectResponse::Geo(GeoReply::Applied { applied_seq }))
     }
@@ -570,7 +611,7 @@ impl ObjectStore {
         last_sync: u64,
         now_seeded: bool,
     ) -> Result<ObjectResponse, StorageError> {
-        let current = self.roles.get(tenant);
+        let current = self.roles.applying(tenant);
         let TenantRole::Primary {
             epoch: e,
             ship_to,
@@ -605,14 +646,33 @@ impl ObjectStore {
         ops: Vec<GeoOp>,
     ) -> Result<ObjectResponse, StorageError> {
         let n = ops.len() as u64;
-        for op in ops {
-            self.apply_op(batch, op)?;
-        }
+        self.apply_ops(batch, ops)?;
         Ok(ObjectResponse::Shredded {
             objects: n,
             containers: 0,
             done: true,
         })
+    }
+
+    /// Applies shipped operations in order, each seeing the writes of those before
+    /// it. The command's reader shows only earlier commands' writes, so without the
+    /// nested overlay a put and then a delete of one key in one `GeoApply` read the
+    /// key as absent at the delete and left the put in place (found by the
+    /// simulation: a secondary kept serving a deleted object).
+    fn apply_ops(&mut self, batch: &mut WriteBatch, ops: Vec<GeoOp>) -> Result<(), StorageError> {
+        let outer = self.reader.clone();
+        let nested = Overlay::new(outer.engine().clone());
+        let view: EngineRef = nested.clone();
+        self.reader = ObjectReader::new(view.clone(), outer.blobs().clone(), outer.group());
+        let result = ops.into_iter().try_for_each(|op| {
+            let mut one = WriteBatch::new();
+            self.apply_op(&mut one, op)?;
+            view.apply(one)
+        });
+        self.reader = outer;
+        result?;
+        batch.ops.extend(nested.take_batch().ops);
+        Ok(())
     }
 
     /// Applies one shipped operation as the absolute state it describes.

@@ -31,6 +31,16 @@ impl ObjectReader {
         self.group
     }
 
+    /// The engine (or overlay) this reader reads.
+    pub(crate) fn engine(&self) -> &EngineRef {
+        &self.engine
+    }
+
+    /// The blob store this reader reads chunks from.
+    pub(crate) fn blobs(&self) -> &BlobRef {
+        &self.blobs
+    }
+
     /// The group's stored chunks on this node.
     pub fn chunks(&self) -> &ChunkStore {
         &self.chunks

@@ -617,6 +617,8 @@ impl Application for ObjectStore {
     }
 
     fn finish_entry(&mut self) -> Result<(), StorageError> {
+        // The apply call's batch is in the engine: its role changes may show.
+        self.roles.publish();
         for version in std::mem::take(&mut self.refused) {
             self.chunks.remove(version)?;
         }

@@ -513,3 +513,111 @@ fn overwritten_inline_bytes_are_compacted_away_and_survivors_stay_readable() {
         sealed(payload)
     );
 }
+
+/// Services read a tenant's role, then the engine: a role change must show only
+/// once the batch of its apply call is in the engine. (The simulation found a read
+/// from the secondary whose last sync time, set by a `GeoApply` still on its way
+/// to the engine, covered a write the stored objects did not have yet.)
+#[test]
+fn a_role_change_shows_only_after_its_batch_reached_the_engine() {
+    let engine = MemEngine::new();
+    let blobs: BlobRef = Arc::new(MemBlobStore::new(Arc::new(TokioClock::starting_at(1_000))));
+    let shared: EngineRef = Arc::new(engine.clone());
+    let roles = geo_apply::Roles::default();
+    let mut store = ObjectStore::new(shared.clone(), blobs, G, roles.clone());
+    let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+    let mut batch = WriteBatch::new();
+    let change = ObjectCommand::SetRole {
+        tenant: "tenant1".into(),
+        change: geo::RoleChange::Primary {
+            epoch: 3,
+            ship_to: Some(7),
+        },
+    };
+    store
+        .apply(Command::Object(change), log_id, &shared, &mut batch)
+        .unwrap();
+    assert_eq!(
+        roles.get("tenant1"),
+        geo::TenantRole::implicit(),
+        "published before its batch reached the engine"
+    );
+    crate::storage::Engine::apply(&engine, batch).unwrap();
+    store.finish_entry().unwrap();
+    assert_eq!(roles.get("tenant1").epoch(), 3);
+    assert_eq!(roles.get("tenant1").ship_to(), Some(7));
+}
+
+/// The operations of one `GeoApply` each see the ones before them. They used to
+/// read the state from before the command, so a put and then a delete of one key
+/// shipped together left the put on the secondary (found by the simulation's
+/// reads from the secondary, checked against their last sync time).
+#[test]
+fn shipped_operations_apply_in_order_within_one_geo_apply() {
+    let mut f = Fixture::new();
+    let secondary = ObjectCommand::SetRole {
+        tenant: "tenant1".into(),
+        change: geo::RoleChange::Secondary {
+            epoch: 0,
+            from: 9,
+            reset: true,
+        },
+    };
+    assert!(matches!(f.apply(secondary), ObjectResponse::Role(_)));
+    let seeded = f.apply(ObjectCommand::GeoSeedDone {
+        tenant: "tenant1".into(),
+        epoch: 0,
+        from: 9,
+        next_seq: 1,
+        as_of_ms: 100,
+    });
+    assert!(
+        matches!(seeded, ObjectResponse::Geo(geo::GeoReply::Applied { .. })),
+        "{seeded:?}"
+    );
+    let create = geo::GeoOp::CreateContainer {
+        record: ContainerRecord {
+            tenant: "tenant1".into(),
+            name: "box".into(),
+            created_ms: 5,
+        },
+    };
+    let put = |version: u128, data: &[u8]| geo::GeoOp::Put {
+        object: id("k"),
+        meta: inline_meta(version, data),
+        inline: Some(sealed(data).into()),
+        chunk_crcs: None,
+    };
+    let entries = vec![
+        create,
+        put(1, b"first"),
+        geo::GeoOp::Delete { object: id("k") },
+        put(2, b"second"),
+        put(3, b"third"),
+        geo::GeoOp::Delete { object: id("k") },
+    ]
+    .into_iter()
+    .zip(1..)
+    .map(|(op, seq)| geo::GeoEntry { seq, op })
+    .collect();
+    let applied = f.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 0,
+        from: 9,
+        first_seq: 1,
+        entries,
+        as_of_ms: 200,
+    });
+    assert_eq!(
+        applied,
+        ObjectResponse::Geo(geo::GeoReply::Applied { applied_seq: 6 })
+    );
+    assert_eq!(f.reader.head(&id("k")).unwrap(), None, "deleted last");
+    for version in 1..=3u128 {
+        assert_eq!(
+            f.reader.inline(version).unwrap(),
+            None,
+            "version {version} is dead and must not keep its bytes"
+        );
+    }
+}

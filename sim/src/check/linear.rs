@@ -79,10 +79,12 @@ impl Entry {
 }
 
 /// Operations that constrain the search: dropped are failed writes (no effect),
-/// unknown reads (no information), and corrupt reads (reported elsewhere).
+/// unknown reads (no information), corrupt reads (reported elsewhere) and reads
+/// from the secondary copy (eventually consistent, checked by `crate::geo::check`).
 fn entries(events: &[&Event]) -> Vec<Entry> {
     events
         .iter()
+        .filter(|e| !matches!(e.op, Op::SecondaryGet { .. }))
         .filter(|e| {
             !matches!(
                 (&e.op, &e.outcome),
