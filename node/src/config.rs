@@ -5,6 +5,8 @@
 //! topology = "../../topology.toml" # relative paths are relative to this file
 //! data_dir = "data"
 //! root_key_file = "root.key"     # 32 raw bytes, mode 0600, the same on every node
+//! operator_secret_file = "operator.secret" # `sop1.` + 64 hex digits, mode 0600
+//! # token_clock_skew_s = 60       # tolerated clock difference on token start/expiry
 //! # key_retention_min_s = 604800  # shortest soft-delete retention of tenant keys
 //! # key_retire_grace_s = 30       # an old KEK version may be retired this long after a rotation
 //! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
@@ -25,6 +27,9 @@ pub const KEY_RETENTION_MIN_S_DEFAULT: u64 = 7 * 24 * 3600;
 
 /// Default wait between a rotation and retiring the version it superseded.
 pub const KEY_RETIRE_GRACE_S_DEFAULT: u64 = 30;
+
+/// Largest accepted `token_clock_skew_s`.
+pub const TOKEN_CLOCK_SKEW_S_MAX: u64 = 3600;
 
 /// A node's configuration, every path resolved.
 #[derive(Debug, Clone)]
@@ -50,6 +55,12 @@ pub struct NodeConfig {
     /// How long after a rotation the superseded KEK version may be retired, in
     /// seconds: uploads that began under it commit within this time.
     pub key_retire_grace_s: u64,
+    /// The bootstrap operator secret (`sop1.` + 64 hex digits, mode 0600). The
+    /// first directory leader that has one records its SHA-256; without any, the
+    /// cluster has no operator. Give every node the same file.
+    pub operator_secret_file: Option<PathBuf>,
+    /// How far a token's start and expiry may be off this node's clock, seconds.
+    pub token_clock_skew_s: u64,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +75,8 @@ struct RawConfig {
     root_key_file: Option<PathBuf>,
     key_retention_min_s: Option<u64>,
     key_retire_grace_s: Option<u64>,
+    operator_secret_file: Option<PathBuf>,
+    token_clock_skew_s: Option<u64>,
 }
 
 /// Why a configuration was rejected.
@@ -125,6 +138,10 @@ impl NodeConfig {
                 .key_retention_min_s
                 .unwrap_or(KEY_RETENTION_MIN_S_DEFAULT),
             key_retire_grace_s: raw.key_retire_grace_s.unwrap_or(KEY_RETIRE_GRACE_S_DEFAULT),
+            operator_secret_file: raw.operator_secret_file.map(|p| base.join(p)),
+            token_clock_skew_s: raw
+                .token_clock_skew_s
+                .unwrap_or(stratus_core::auth::CLOCK_SKEW_MS_DEFAULT / 1000),
         };
         config.validate(path)?;
         Ok(config)
@@ -144,6 +161,12 @@ impl NodeConfig {
         }
         if self.key_retention_min_s == 0 {
             return Err(field("key_retention_min_s", "must be at least 1 second"));
+        }
+        if self.token_clock_skew_s > TOKEN_CLOCK_SKEW_S_MAX {
+            return Err(field(
+                "token_clock_skew_s",
+                &format!("must be at most {TOKEN_CLOCK_SKEW_S_MAX} (an hour): a larger allowance keeps expired tokens usable; fix the clocks instead (NTP)"),
+            ));
         }
         if self.cache_bytes < 1024 * 1024 {
             return Err(field("cache_bytes", "must be at least 1 MiB"));

@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use stratus_client::{Client, Redundancy};
+use stratus_client::{Client, ClientConfig, Credential, Redundancy};
 use stratus_core::topology::{NodeId, Topology};
 use stratus_proto::v1 as pb;
 
@@ -65,6 +65,8 @@ pub struct Cluster {
     dir: Option<tempfile::TempDir>,
     topology: Topology,
     nodes: BTreeMap<NodeId, NodeProcess>,
+    /// The cluster's operator secret (the harness authenticates as operator).
+    operator: String,
 }
 
 /// A group's leader as the cluster reports it: the replica that says it leads,
@@ -97,6 +99,22 @@ pub async fn status_from(addrs: Vec<String>) -> anyhow::Result<pb::ClusterStatus
     bail!("no running node answered ClusterStatus; last: {last:?}")
 }
 
+/// Writes this process's operator secret ([`grpc::operator_secret`]) with mode
+/// 0600 and returns it.
+pub fn write_operator_secret(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret = grpc::operator_secret().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    Ok(secret)
+}
+
 /// Writes a fresh random root key with mode 0600.
 pub fn write_root_key(path: &Path) -> anyhow::Result<()> {
     use rand::RngCore;
@@ -124,6 +142,8 @@ impl Cluster {
         std::fs::write(&topology_path, text)?;
         let root_key_file = dir.path().join("root.key");
         write_root_key(&root_key_file)?;
+        let operator_secret_file = dir.path().join("operator.secret");
+        let operator = write_operator_secret(&operator_secret_file)?;
         let mut nodes = BTreeMap::new();
         for node in topology.nodes().values() {
             let node_dir = dir.path().join("nodes").join(node.id.to_string());
@@ -133,6 +153,7 @@ impl Cluster {
                 topology: topology_path.clone(),
                 data_dir: node_dir.join("data"),
                 root_key_file: root_key_file.clone(),
+                operator_secret_file: Some(operator_secret_file.clone()),
                 object_bytes_max: opts.object_bytes_max,
                 key_retention_min_s: opts.key_retention_min_s,
                 key_retire_grace_s: opts.key_retire_grace_s,
@@ -152,6 +173,7 @@ impl Cluster {
             dir: Some(dir),
             topology,
             nodes,
+            operator,
         };
         for id in cluster.node_ids() {
             cluster.start_node(id)?;
@@ -212,9 +234,24 @@ impl Cluster {
             .collect()
     }
 
-    /// An SDK client seeded with every running node.
+    /// The cluster's operator secret.
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// An SDK client seeded with every running node, authenticated as operator.
     pub async fn client(&mut self) -> anyhow::Result<Client> {
-        Ok(Client::connect(self.endpoints()).await?)
+        let credential = Credential::new(&self.operator)?;
+        self.client_with(Some(credential)).await
+    }
+
+    /// An SDK client with the given credential (or none).
+    pub async fn client_with(&mut self, credential: Option<Credential>) -> anyhow::Result<Client> {
+        let config = ClientConfig {
+            credential,
+            ..ClientConfig::default()
+        };
+        Ok(Client::connect_with(self.endpoints(), config).await?)
     }
 
     /// Starts node `id` (its process must not be running).

@@ -161,6 +161,7 @@ async fn connect(project: &ComposeProject) -> anyhow::Result<Client> {
     let config = ClientConfig {
         deadline: Duration::from_secs(30),
         dialer: profile.dialer(),
+        credential: profile.token.clone(),
         ..ClientConfig::default()
     };
     Ok(Client::connect_with(profile.endpoints.clone(), config).await?)
@@ -481,6 +482,7 @@ async fn stop_a_zone(
         ClientConfig {
             deadline: Duration::from_secs(5),
             dialer: profile.dialer(),
+            credential: profile.token.clone(),
             ..ClientConfig::default()
         },
     )

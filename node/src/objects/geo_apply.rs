@@ -89,6 +89,8 @@ fn written_tenant(command: &ObjectCommand) -> Option<&str> {
         | ObjectCommand::GeoSeedDone { .. }
         | ObjectCommand::GeoAcked { .. }
         | ObjectCommand::Recover { .. } => None,
+        // Audit records join the chain wherever the tenant's group is (not shipped).
+        ObjectCommand::Audit { .. } => None,
     }
 }
 

@@ -466,6 +466,53 @@ impl ObjectStore {
     }
 }
 
+impl ObjectStore {
+    /// Appends `events` to `tenant`'s audit chain, unless this batch of `node` was
+    /// applied already.
+    fn audit(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: &str,
+        node: u64,
+        (incarnation, number): (u64, u64),
+        events: Vec<stratus_core::audit::AuditEvent>,
+    ) -> Result<ObjectResponse, StorageError> {
+        let group = self.group();
+        let mut head = self
+            .reader
+            .audit_head(tenant)?
+            .unwrap_or_else(|| super::AuditHead {
+                hash: stratus_core::audit::genesis(tenant),
+                ..Default::default()
+            });
+        if let Some((inc, last)) = head.batches.get(&node) {
+            if *inc == incarnation && *last >= number {
+                return Ok(ObjectResponse::Audited { seq: head.seq });
+            }
+        }
+        for event in events {
+            let record = stratus_core::audit::chain(tenant, head.seq, &head.hash, event);
+            head.seq = record.seq;
+            head.hash = stratus_core::audit::parse_hash(&record.hash).ok_or_else(|| {
+                StorageError::Corrupt {
+                    key: format!("audit {tenant}"),
+                    why: "a record hash is not 32 bytes of hex".into(),
+                }
+            })?;
+            batch.put(
+                super::layout::audit(group, tenant, record.seq),
+                frame::encode(&encode(&record)),
+            );
+        }
+        head.batches.insert(node, (incarnation, number));
+        batch.put(
+            super::layout::audit_head(group, tenant),
+            frame::encode(&encode(&head)),
+        );
+        Ok(ObjectResponse::Audited { seq: head.seq })
+    }
+}
+
 /// Objects one `ShredTenant` entry removes at most (bounds the entry's batch).
 pub const SHRED_OBJECTS_MAX: u32 = 1024;
 
@@ -548,6 +595,13 @@ impl Application for ObjectStore {
                 seeded,
             } => self.geo_acked(batch, &tenant, epoch, seq, last_sync_ms, seeded)?,
             ObjectCommand::Recover { ops } => self.recover(batch, ops)?,
+            ObjectCommand::Audit {
+                tenant,
+                node,
+                incarnation,
+                batch: number,
+                events,
+            } => self.audit(batch, &tenant, node, (incarnation, number), events)?,
         };
         if let Some(shipped) = shipped {
             self.record_outbox(batch, shipped, &response)?;

@@ -1,8 +1,11 @@
-//! gRPC services of a node, wired onto one listener: the public object and admin
-//! services, the internal peer service, gRPC health and reflection.
+//! gRPC services of a node, wired onto one listener: the public object, admin, key
+//! and access services (each call authenticated, see `crate::auth`), the internal
+//! peer service (behind the cluster-credential gate), gRPC health and reflection
+//! (open).
 //!
 //! Limits (message sizes, streams, per-connection concurrency) are set here, once.
 
+pub mod access;
 pub mod admin;
 pub mod convert;
 pub mod keys;
@@ -17,10 +20,12 @@ use crate::transport::Incoming;
 use std::future::Future;
 use std::sync::Arc;
 use stratus_core::limits::{CLIENT_MESSAGE_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
+use stratus_proto::v1::access_service_server::AccessServiceServer;
 use stratus_proto::v1::admin_service_server::AdminServiceServer;
 use stratus_proto::v1::key_service_server::KeyServiceServer;
 use stratus_proto::v1::object_service_server::ObjectServiceServer;
 use stratus_proto::v1::peer_service_server::PeerServiceServer;
+use tonic::service::interceptor::InterceptedService;
 
 /// Concurrent HTTP/2 streams one connection may open.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
@@ -41,15 +46,23 @@ pub async fn serve(
         .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX);
     let admin = AdminServiceServer::new(admin::AdminApi { node: node.clone() });
     let keys = KeyServiceServer::new(keys::KeyApi { node: node.clone() });
-    let peer = PeerServiceServer::new(peer::PeerApi { node })
-        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    let audit_node = node.clone();
+    let access = AccessServiceServer::new(access::AccessApi { node: node.clone() });
+    // Only nodes holding the cluster's root key get past the peer gate.
+    let peer = InterceptedService::new(
+        PeerServiceServer::new(peer::PeerApi { node: node.clone() })
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
+        crate::auth::PeerGate(node),
+    );
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .concurrency_limit_per_connection(REQUESTS_PER_CONNECTION_MAX)
+        .layer(crate::audit::AuditLayer(audit_node))
         .add_service(objects)
         .add_service(admin)
         .add_service(keys)
+        .add_service(access)
         .add_service(peer)
         .add_service(health)
         .add_service(reflection)

@@ -26,6 +26,7 @@ use crate::objects::{Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, Ob
 use crate::raft::{Command, Response as RaftResponse};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
+use stratus_core::auth::{Permissions, Resource};
 use stratus_core::crypto::envelope::KeySource;
 use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_content_type, validate_metadata};
@@ -204,6 +205,8 @@ fn interrupted(status: tonic::Status) -> NodeError {
 /// Runs one put to completion.
 pub(crate) async fn put(
     api: &ObjectApi,
+    md: &tonic::metadata::MetadataMap,
+    slot: Option<&crate::audit::AuditSlot>,
     mut stream: Streaming<pb::PutRequest>,
 ) -> NodeResult<pb::ObjectInfo> {
     let header = match stream.message().await.map_err(interrupted)? {
@@ -221,6 +224,16 @@ pub(crate) async fn put(
             ))
         }
     };
+    // Only the header is read before the caller is checked (bounded by the
+    // message size limit), so the refusal can name the object for the audit log.
+    api.node
+        .allow_with(
+            md,
+            slot,
+            Permissions::WRITE,
+            Resource::Object(&header.tenant, &header.container, &header.key),
+        )
+        .await?;
     validate_content_type(&header.content_type)?;
     let metadata: BTreeMap<String, String> = header.metadata.into_iter().collect();
     validate_metadata(&metadata)?;
