@@ -131,6 +131,7 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         key_retention_min: std::time::Duration::from_secs(config.key_retention_min_s),
         key_retire_grace: std::time::Duration::from_secs(config.key_retire_grace_s),
         token_clock_skew: std::time::Duration::from_secs(config.token_clock_skew_s),
+        limits: config.limits,
         ..Default::default()
     };
     let node = StratusNode::start(NodeOptions {

@@ -61,6 +61,8 @@ pub struct NodeSettings {
     pub key_retire_grace: Duration,
     /// How far a token's start and expiry may be off this node's clock.
     pub token_clock_skew: Duration,
+    /// The gRPC edge's limits.
+    pub limits: crate::server::limits::ServiceLimits,
 }
 
 impl Default for NodeSettings {
@@ -76,6 +78,7 @@ impl Default for NodeSettings {
             rewrap_every: Duration::from_secs(2),
             key_retire_grace: Duration::from_secs(30),
             token_clock_skew: Duration::from_millis(stratus_core::auth::CLOCK_SKEW_MS_DEFAULT),
+            limits: Default::default(),
         }
     }
 }

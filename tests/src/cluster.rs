@@ -43,6 +43,8 @@ pub struct ClusterOptions {
     pub key_retention_min_s: Option<u64>,
     /// `key_retire_grace_s` in every node config (the node default when `None`).
     pub key_retire_grace_s: Option<u64>,
+    /// More `key = value` lines for every node config.
+    pub extra_config: Vec<String>,
     pub startup_timeout: Duration,
 }
 
@@ -53,6 +55,7 @@ impl Default for ClusterOptions {
             object_bytes_max: None,
             key_retention_min_s: None,
             key_retire_grace_s: None,
+            extra_config: Vec::new(),
             startup_timeout: STARTUP_TIMEOUT,
         }
     }
@@ -157,6 +160,7 @@ impl Cluster {
                 object_bytes_max: opts.object_bytes_max,
                 key_retention_min_s: opts.key_retention_min_s,
                 key_retire_grace_s: opts.key_retire_grace_s,
+                extra: opts.extra_config.clone(),
             };
             let config_path = node_dir.join("node.toml");
             std::fs::write(&config_path, config.to_toml()?)?;
@@ -232,6 +236,13 @@ impl Cluster {
             .values_mut()
             .filter_map(|n| n.is_running().then(|| n.addr.clone()))
             .collect()
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&mut self, id: NodeId) -> anyhow::Result<u32> {
+        self.node_mut(id)?
+            .pid()
+            .with_context(|| format!("node {id} is not running"))
     }
 
     /// The cluster's operator secret.
@@ -456,4 +467,16 @@ impl Drop for Cluster {
             _ => eprintln!("(set {KEEP_DIRS_ENV}=1 to keep the whole logs and data)"),
         }
     }
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
 }

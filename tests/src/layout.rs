@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub key_retention_min_s: Option<u64>,
     /// Wait before a superseded KEK version may be retired, seconds.
     pub key_retire_grace_s: Option<u64>,
+    /// More `key = value` lines, as they are.
+    pub extra: Vec<String>,
 }
 
 /// A TOML basic string holding `path`.
@@ -108,6 +110,10 @@ impl NodeConfig {
         }
         if let Some(s) = self.key_retire_grace_s {
             text.push_str(&format!("key_retire_grace_s = {s}\n"));
+        }
+        for line in &self.extra {
+            text.push_str(line);
+            text.push('\n');
         }
         Ok(text)
     }
@@ -143,6 +149,7 @@ mod tests {
             object_bytes_max: Some(1024),
             key_retention_min_s: None,
             key_retire_grace_s: None,
+            extra: Vec::new(),
         };
         assert_eq!(
             c.to_toml()?,

@@ -658,6 +658,7 @@ impl ObjectStore {
                         key,
                     };
                     batch.remove(layout::object(group, &id.tenant, &id.container, &id.key));
+                    self.count(&id.tenant, -(meta.size as i64), -1);
                     self.drop_version(batch, &meta)?;
                 }
                 batch.remove(layout::container(group, &tenant, &name));

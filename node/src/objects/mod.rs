@@ -336,6 +336,13 @@ pub struct AuditHead {
     pub batches: std::collections::BTreeMap<u64, (u64, u64)>,
 }
 
+/// What a tenant stores in a group: bytes and count of its current versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantUsage {
+    pub bytes: u64,
+    pub objects: u64,
+}
+
 pub(crate) mod layout {
     //! Keys of the object store.
     use crate::raft::keys;
@@ -443,6 +450,14 @@ pub(crate) mod layout {
         k.push(b'u');
         k.extend_from_slice(tenant.as_bytes());
         k.push(0);
+        k
+    }
+
+    /// A tenant's usage ([`super::TenantUsage`]).
+    pub fn usage(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'q');
+        k.extend_from_slice(tenant.as_bytes());
         k
     }
 

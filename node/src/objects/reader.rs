@@ -222,6 +222,13 @@ impl ObjectReader {
         self.get_record(&layout::container(self.group, tenant, name))
     }
 
+    /// What `tenant` stores in this group.
+    pub fn usage(&self, tenant: &str) -> Result<super::TenantUsage, StorageError> {
+        Ok(self
+            .get_record(&layout::usage(self.group, tenant))?
+            .unwrap_or_default())
+    }
+
     /// The head of `tenant`'s audit chain (`None`: no record yet).
     pub fn audit_head(&self, tenant: &str) -> Result<Option<super::AuditHead>, StorageError> {
         self.get_record(&layout::audit_head(self.group, tenant))

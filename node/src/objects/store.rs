@@ -45,6 +45,9 @@ pub struct ObjectStore {
     compacting: Option<(u64, u64)>,
     /// Compacted inline segments to remove once the engine is synced.
     removable: Vec<u64>,
+    /// Changes to tenants' usage (bytes, objects) by the command being applied,
+    /// stored when it ends.
+    usage_delta: std::collections::BTreeMap<String, (i64, i64)>,
 }
 
 /// The version of an application row key (without the application prefix) that
@@ -111,7 +114,29 @@ impl ObjectStore {
             inline: None,
             compacting: None,
             removable: Vec::new(),
+            usage_delta: Default::default(),
         }
+    }
+
+    /// Notes a change of `tenant`'s usage by the command being applied.
+    pub(super) fn count(&mut self, tenant: &str, bytes: i64, objects: i64) {
+        let d = self.usage_delta.entry(tenant.to_string()).or_default();
+        d.0 += bytes;
+        d.1 += objects;
+    }
+
+    /// Stores the usage changes of the command just applied.
+    fn store_usage(&mut self, batch: &mut WriteBatch) -> Result<(), StorageError> {
+        for (tenant, (bytes, objects)) in std::mem::take(&mut self.usage_delta) {
+            let mut u = self.reader.usage(&tenant)?;
+            u.bytes = u.bytes.saturating_add_signed(bytes);
+            u.objects = u.objects.saturating_add_signed(objects);
+            batch.put(
+                layout::usage(self.group(), &tenant),
+                frame::encode(&encode(&u)),
+            );
+        }
+        Ok(())
     }
 
     /// The inline writer, opened from the stored locations on first use (reload
@@ -249,6 +274,13 @@ impl ObjectStore {
         mut meta: ObjectMeta,
         current: Option<ObjectMeta>,
     ) -> Result<ObjectResponse, StorageError> {
+        match &current {
+            None => self.count(&object.tenant, meta.size as i64, 1),
+            Some(old) if old.version != meta.version => {
+                self.count(&object.tenant, meta.size as i64 - old.size as i64, 0)
+            }
+            Some(_) => {}
+        }
         if let Some(old) = current {
             meta.created_ms = old.created_ms;
             if old.version != meta.version {
@@ -353,6 +385,7 @@ impl ObjectStore {
             &object.container,
             &object.key,
         ));
+        self.count(&object.tenant, -(current.size as i64), -1);
         self.drop_version(batch, &current)?;
         Ok(ObjectResponse::Deleted {
             version: current.version,
@@ -442,6 +475,7 @@ impl ObjectStore {
                 &id.container,
                 &id.key,
             ));
+            self.count(&id.tenant, -(meta.size as i64), -1);
             self.drop_version(batch, meta)?;
         }
         let mut containers = 0;
@@ -606,6 +640,7 @@ impl Application for ObjectStore {
         if let Some(shipped) = shipped {
             self.record_outbox(batch, shipped, &response)?;
         }
+        self.store_usage(batch)?;
         Ok(Response::Object(response))
     }
 
