@@ -48,6 +48,17 @@ if [ ! -s "$root_key" ]; then
 fi
 chmod 600 "$root_key"
 
+# The bootstrap operator secret: made once, kept beside the compose file
+# (git-ignored), mounted read-only into every node (which record only its SHA-256
+# at the cluster's first start) and written into the client profile below.
+operator_secret="$here/operator.secret"
+if [ ! -s "$operator_secret" ]; then
+  (umask 077 && printf 'sop1.%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$operator_secret.tmp" \
+    && mv "$operator_secret.tmp" "$operator_secret")
+  echo "up: generated the operator secret $operator_secret (mode 0600)"
+fi
+chmod 600 "$operator_secret"
+
 "${compose[@]}" up --detach --remove-orphans
 
 mapfile -t services < <("${compose[@]}" config --services)
@@ -88,10 +99,13 @@ for s in "${services[@]}"; do
   map+=("\"$s:$node_port\" = \"$published\"")
 done
 tmp="$profile.tmp"
+(umask 077 && : >"$tmp")
 {
   echo "# Written by deploy/up.sh for the compose cluster; rewritten on every run."
   echo "# Use: STRATUS_PROFILE=$profile stratus cluster status"
   printf 'endpoints = [%s]\n' "$(IFS=,; echo "${endpoints[*]}" | sed 's/,/, /g')"
+  echo "# The operator secret: keep this file private."
+  printf 'token = "%s"\n' "$(tr -d ' \n' <"$operator_secret")"
   echo
   echo "# Advertised node address -> address this host dials."
   echo "[address_map]"

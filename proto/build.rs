@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("stratus_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    // Messages that carry key material get hand-written, redacting Debug impls
+    // Messages that carry key material or a credential get hand-written, redacting Debug impls
     // (src/redact.rs) instead of the derived ones.
     tonic_prost_build::configure()
         .bytes(".")
@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".stratus.v1.PutHeader",
             ".stratus.v1.GetRequest",
             ".stratus.v1.ImportKeyRequest",
+            ".stratus.v1.CreateTokenResponse",
         ])
         .compile_fds(fds)?;
     Ok(())

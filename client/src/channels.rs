@@ -5,15 +5,18 @@
 //! once and hand out cheap clones. TCP by default; a [`Dialer`] replaces it (the
 //! deterministic simulation dials through its simulated network).
 
+use crate::credential::{AuthHeader, Credential};
 use crate::error::Error;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
+use stratus_proto::v1::access_service_client::AccessServiceClient;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
 use stratus_proto::v1::key_service_client::KeyServiceClient;
 use stratus_proto::v1::object_service_client::ObjectServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// A byte stream a [`Dialer`] returns.
@@ -69,12 +72,16 @@ impl std::fmt::Debug for Dialer {
     }
 }
 
+/// A channel that adds the caller's credential to every call.
+pub(crate) type Conn = InterceptedService<Channel, AuthHeader>;
+
 /// Channels by `host:port`.
 #[derive(Debug)]
 pub(crate) struct Channels {
     connect_timeout: Duration,
     dialer: Option<Dialer>,
     by_addr: Mutex<HashMap<String, Channel>>,
+    auth: AuthHeader,
 }
 
 /// `http://host:port` or `host:port` → `host:port`.
@@ -85,12 +92,21 @@ pub(crate) fn normalize_addr(addr: &str) -> String {
 }
 
 impl Channels {
-    pub(crate) fn new(connect_timeout: Duration, dialer: Option<Dialer>) -> Channels {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        dialer: Option<Dialer>,
+        credential: Option<Credential>,
+    ) -> Channels {
         Channels {
             connect_timeout,
             dialer,
             by_addr: Mutex::new(HashMap::new()),
+            auth: AuthHeader::new(credential),
         }
+    }
+
+    fn conn(&self, addr: &str) -> Result<Conn, Error> {
+        Ok(InterceptedService::new(self.get(addr)?, self.auth.clone()))
     }
 
     /// The channel to `addr`, created on first use (no connection is made until a
@@ -135,18 +151,22 @@ impl Channels {
             .remove(addr);
     }
 
-    pub(crate) fn objects(&self, addr: &str) -> Result<ObjectServiceClient<Channel>, Error> {
-        Ok(ObjectServiceClient::new(self.get(addr)?)
+    pub(crate) fn objects(&self, addr: &str) -> Result<ObjectServiceClient<Conn>, Error> {
+        Ok(ObjectServiceClient::new(self.conn(addr)?)
             .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
     }
 
-    pub(crate) fn keys(&self, addr: &str) -> Result<KeyServiceClient<Channel>, Error> {
-        Ok(KeyServiceClient::new(self.get(addr)?))
+    pub(crate) fn keys(&self, addr: &str) -> Result<KeyServiceClient<Conn>, Error> {
+        Ok(KeyServiceClient::new(self.conn(addr)?))
     }
 
-    pub(crate) fn admin(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {
-        Ok(AdminServiceClient::new(self.get(addr)?)
+    pub(crate) fn access(&self, addr: &str) -> Result<AccessServiceClient<Conn>, Error> {
+        Ok(AccessServiceClient::new(self.conn(addr)?))
+    }
+
+    pub(crate) fn admin(&self, addr: &str) -> Result<AdminServiceClient<Conn>, Error> {
+        Ok(AdminServiceClient::new(self.conn(addr)?)
             .max_decoding_message_size(CLIENT_MESSAGE_BYTES_MAX))
     }
 }

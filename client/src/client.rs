@@ -4,6 +4,7 @@
 //! Admin calls may go to any node (a node forwards directory writes to the directory
 //! leader itself); on a transport failure the next known node is tried.
 
+use crate::channels::Conn;
 use crate::channels::{normalize_addr, Channels};
 use crate::convert::redundancy_to_pb;
 use crate::error::Error;
@@ -15,9 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use stratus_core::{names, Redundancy};
 use stratus_proto::v1 as pb;
+use stratus_proto::v1::access_service_client::AccessServiceClient;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
 use stratus_proto::v1::key_service_client::KeyServiceClient;
-use tonic::transport::Channel;
 
 /// Timeouts, backoff and deadline of a [`Client`].
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Opens connections in place of TCP (the simulation's network); `None`: TCP.
     pub dialer: Option<crate::channels::Dialer>,
+    /// Sent on every call (`authorization: Bearer ...`): a token or the operator
+    /// secret. Every call but health checks needs one.
+    pub credential: Option<crate::Credential>,
     /// Never send a write again once it may have reached a node: a put whose trailer
     /// was sent (or a delete whose request was) ends in `Error::OutcomeUnknown`
     /// instead of being retried. Each write then takes effect at most once, which
@@ -55,6 +59,7 @@ impl Default for ClientConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             dialer: None,
+            credential: None,
             at_most_once: false,
         }
     }
@@ -116,7 +121,11 @@ impl Client {
         }
         Ok(Client {
             inner: Arc::new(Inner {
-                channels: Channels::new(config.connect_timeout, config.dialer.clone()),
+                channels: Channels::new(
+                    config.connect_timeout,
+                    config.dialer.clone(),
+                    config.credential.clone(),
+                ),
                 config,
                 endpoints: RwLock::new(seeds),
                 preferred: AtomicUsize::new(0),
@@ -127,32 +136,45 @@ impl Client {
     }
 
     /// Asks the seeds, in order, for the cluster status and remembers every node.
+    /// A cluster still starting (every seed answers Unavailable, such as while it
+    /// sets up its credentials) is asked again with backoff until the deadline.
     async fn discover(&self) -> Result<(), Error> {
         let seeds = self.endpoints();
-        let mut last = None;
-        for addr in &seeds {
-            let call = async {
-                let mut admin = self.inner.channels.admin(addr)?;
-                admin
-                    .cluster_status(pb::ClusterStatusRequest {})
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| Error::from_status(&s, addr))
-            };
-            match with_timeout(self.inner.config.request_timeout, addr, call).await {
-                Ok(status) => {
-                    let nodes: Vec<String> = status.nodes.iter().map(|n| n.addr.clone()).collect();
-                    tracing::debug!(%addr, nodes = nodes.len(), "discovered cluster");
-                    self.add_endpoints(nodes);
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "seed did not answer");
-                    last = Some(e);
+        let deadline = tokio::time::Instant::now() + self.inner.config.deadline;
+        let mut pause = self.inner.config.backoff_initial;
+        loop {
+            let mut last = None;
+            for addr in &seeds {
+                let call = async {
+                    let mut admin = self.inner.channels.admin(addr)?;
+                    admin
+                        .cluster_status(pb::ClusterStatusRequest {})
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| Error::from_status(&s, addr))
+                };
+                match with_timeout(self.inner.config.request_timeout, addr, call).await {
+                    Ok(status) => {
+                        let nodes: Vec<String> =
+                            status.nodes.iter().map(|n| n.addr.clone()).collect();
+                        tracing::debug!(%addr, nodes = nodes.len(), "discovered cluster");
+                        self.add_endpoints(nodes);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "seed did not answer");
+                        last = Some(e);
+                    }
                 }
             }
+            let e = last.unwrap_or_else(|| Error::config("no endpoint given"));
+            let starting = matches!(e, Error::Unavailable { .. });
+            if !starting || tokio::time::Instant::now() + pause >= deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.inner.config.backoff_max);
         }
-        Err(last.unwrap_or_else(|| Error::config("no endpoint given")))
     }
 
     fn add_endpoints(&self, addrs: Vec<String>) {
@@ -178,7 +200,7 @@ impl Client {
     }
 
     /// An admin-service client for `addr`.
-    pub(crate) fn admin_client(&self, addr: &str) -> Result<AdminServiceClient<Channel>, Error> {
+    pub(crate) fn admin_client(&self, addr: &str) -> Result<AdminServiceClient<Conn>, Error> {
         self.inner.channels.admin(addr)
     }
 
@@ -207,7 +229,7 @@ impl Client {
         call: F,
     ) -> Result<T, Error>
     where
-        F: Fn(AdminServiceClient<Channel>) -> Fut,
+        F: Fn(AdminServiceClient<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.inner.config.request_timeout;
@@ -237,12 +259,42 @@ impl Client {
         call: F,
     ) -> Result<T, Error>
     where
-        F: Fn(KeyServiceClient<Channel>) -> Fut,
+        F: Fn(KeyServiceClient<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.inner.config.request_timeout;
         self.routed(Route::Any, op, |addr, remaining| {
             let client = self.inner.channels.keys(&addr);
+            let fut = client.map(&call);
+            async move {
+                let fut = fut.map_err(Failure::Fatal)?;
+                let attempt = async {
+                    fut.await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| Error::from_status(&s, &addr))
+                };
+                with_timeout(timeout.min(remaining), &addr, attempt)
+                    .await
+                    .map_err(|e| Failure::classify(e, class))
+            }
+        })
+        .await
+    }
+
+    /// Runs a unary access-service call on any node, with retries of class `class`.
+    pub(crate) async fn access_call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        class: RetryClass,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(AccessServiceClient<Conn>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.inner.config.request_timeout;
+        self.routed(Route::Any, op, |addr, remaining| {
+            let client = self.inner.channels.access(&addr);
             let fut = client.map(&call);
             async move {
                 let fut = fut.map_err(Failure::Fatal)?;

@@ -116,7 +116,7 @@ impl Client {
     /// answer that they cannot reach the directory).
     async fn long_admin_call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
-        F: Fn(pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>) -> Fut,
+        F: Fn(pb::admin_service_client::AdminServiceClient<crate::channels::Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let endpoints = self.endpoints();

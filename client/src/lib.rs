@@ -27,10 +27,12 @@
 //! **Architecture Invariant:** protobuf types never appear in this crate's public
 //! API; they are converted in `convert` and nowhere else. Only `channels` dials.
 
+mod access;
 mod channels;
 pub mod cli;
 mod client;
 mod convert;
+pub mod credential;
 pub mod error;
 #[cfg(test)]
 mod fake_cluster_tests;
@@ -44,8 +46,10 @@ mod put;
 mod retry;
 mod routing;
 
+pub use access::{AuditPage, Identity, NewToken, RoleAssignment, TokenInfo, TokenSpec};
 pub use channels::{DialedIo, Dialer};
 pub use client::{Client, ClientConfig};
+pub use credential::{Credential, TOKEN_ENV};
 pub use error::Error;
 pub use geo::{TenantUpdate, FAILOVER_TIMEOUT};
 pub use get::{GetOptions, ObjectStream};
@@ -56,6 +60,7 @@ pub use model::{
 };
 pub use profile::{resolve_endpoints, resolve_profile, EndpointSources, Profile};
 pub use put::{PutOptions, PutSource, PUT_CHUNK_BYTES, REPLAY_BYTES_MAX};
+pub use stratus_core::auth::Role;
 pub use stratus_core::Redundancy;
 
 use std::sync::Arc;

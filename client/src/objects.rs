@@ -10,7 +10,6 @@ use stratus_core::limits::LIST_PAGE_MAX;
 use stratus_core::names;
 use stratus_proto::v1 as pb;
 use stratus_proto::v1::object_service_client::ObjectServiceClient;
-use tonic::transport::Channel;
 
 /// Validates a full object path before any request is sent.
 pub(crate) fn validate_object_path(tenant: &str, container: &str, key: &str) -> Result<(), Error> {
@@ -28,7 +27,7 @@ impl Client {
         call: F,
     ) -> Result<T, Error>
     where
-        F: Fn(ObjectServiceClient<Channel>) -> Fut,
+        F: Fn(ObjectServiceClient<crate::channels::Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.config().request_timeout;

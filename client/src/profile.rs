@@ -17,6 +17,9 @@
 //! "node2:7100" = "127.0.0.1:7202"
 //! ```
 //!
+//! A profile may also hold the credential to send (`stratus dev` writes its
+//! cluster's operator secret there): `token = "sop1...."`.
+//!
 //! Precedence, first match wins ([`resolve_endpoints`]):
 //! 1. `--endpoint` flags (repeatable, each may be comma-separated);
 //! 2. `STRATUS_ENDPOINT` (comma-separated);
@@ -24,6 +27,7 @@
 //! 4. `./.stratus-dev/profile.toml`, if it exists.
 
 use crate::channels::Dialer;
+use crate::credential::Credential;
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +52,10 @@ pub struct Profile {
     /// placements) → the address this client dials instead. Empty: dial as given.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub address_map: BTreeMap<String, String>,
+    /// The credential to send (a token, or the operator secret `stratus dev`
+    /// writes here). `--token` and `STRATUS_TOKEN` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Credential>,
 }
 
 impl Profile {
@@ -77,6 +85,12 @@ impl Profile {
             "# Stratus client profile: the nodes a client may contact first.\nendpoints = [{}]\n",
             list.join(", ")
         );
+        if let Some(t) = &self.token {
+            text.push_str(&format!(
+                "# Sent on every call; keep this file private (mode 0600).\ntoken = {:?}\n",
+                t.expose()
+            ));
+        }
         if !self.address_map.is_empty() {
             text.push_str(
                 "\n# Advertised node address -> address this client dials.\n[address_map]\n",
@@ -93,6 +107,7 @@ impl Profile {
         Profile {
             endpoints,
             address_map: BTreeMap::new(),
+            token: None,
         }
     }
 
@@ -162,6 +177,7 @@ pub fn resolve_profile(src: &EndpointSources) -> Result<Profile, Error> {
     let from_file = |p: Profile| Profile {
         endpoints: split_list(p.endpoints.iter().map(String::as_str)),
         address_map: p.address_map,
+        token: p.token,
     };
     if let Some(path) = &src.env_profile {
         let p = Profile::load(path)
@@ -199,6 +215,7 @@ mod tests {
                 ("node1:7100".into(), "127.0.0.1:7201".into()),
                 ("node2:7100".into(), "127.0.0.1:7202".into()),
             ]),
+            token: None,
         };
         let text = p.to_toml();
         assert!(text.contains("[address_map]"), "{text}");
@@ -230,10 +247,20 @@ mod tests {
         assert_eq!(p.endpoints, ["127.0.0.1:7101", "127.0.0.1:7102"]);
         assert_eq!(Profile::parse(&p.to_toml(), "t").expect("round trip"), p);
 
-        let e = Profile::parse("endpoints = [\"a:1\"]\ntoken = \"x\"\n", "p.toml")
+        let e = Profile::parse("endpoints = [\"a:1\"]\ntokens = \"x\"\n", "p.toml")
             .expect_err("unknown field");
         let msg = e.to_string();
-        assert!(msg.contains("p.toml") && msg.contains("token"), "{msg}");
+        assert!(msg.contains("p.toml") && msg.contains("tokens"), "{msg}");
+        let with_token = Profile {
+            token: Some(Credential::new("st1.abc.def").expect("token")),
+            ..p.clone()
+        };
+        let text = with_token.to_toml();
+        assert_eq!(Profile::parse(&text, "t").expect("round trip"), with_token);
+        assert!(
+            !format!("{with_token:?}").contains("st1.abc"),
+            "Debug hides the token"
+        );
 
         let e = Profile::parse("endpoints = []", "p.toml").expect_err("empty");
         assert!(e.to_string().contains("no endpoint"), "{e}");

@@ -9,6 +9,8 @@
 //! openraft dependency. Everything here is a deterministic function of its input, so
 //! it can be tested exhaustively and run unchanged inside the simulation.
 
+pub mod audit;
+pub mod auth;
 pub mod crypto;
 pub mod limits;
 pub mod names;

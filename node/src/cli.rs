@@ -116,6 +116,13 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // clearly, and leaves nothing behind.
     let incoming = transport.listen(&listen).await?;
     let root_key = crate::root_key::load(&config.root_key_file)?;
+    let operator_secret = match &config.operator_secret_file {
+        Some(path) => Some(crate::root_key::load_operator_secret(path)?),
+        None => {
+            tracing::warn!("no operator_secret_file configured: this node cannot bootstrap the cluster's operator secret");
+            None
+        }
+    };
     let paths = crate::datadir::prepare(&config.data_dir, config.node_id, topology.fingerprint())?;
     let engine = Arc::new(SledEngine::open(&paths.store, config.cache_bytes)?);
     let blobs = Arc::new(FsBlobStore::open(&paths.blobs)?);
@@ -123,6 +130,8 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         object_bytes_max: config.object_bytes_max,
         key_retention_min: std::time::Duration::from_secs(config.key_retention_min_s),
         key_retire_grace: std::time::Duration::from_secs(config.key_retire_grace_s),
+        token_clock_skew: std::time::Duration::from_secs(config.token_clock_skew_s),
+        limits: config.limits,
         ..Default::default()
     };
     let node = StratusNode::start(NodeOptions {
@@ -134,6 +143,7 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         rng: NodeRng::from_entropy(),
         root_key,
+        operator_secret,
         settings,
     })
     .await?;

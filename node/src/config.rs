@@ -5,6 +5,15 @@
 //! topology = "../../topology.toml" # relative paths are relative to this file
 //! data_dir = "data"
 //! root_key_file = "root.key"     # 32 raw bytes, mode 0600, the same on every node
+//! operator_secret_file = "operator.secret" # `sop1.` + 64 hex digits, mode 0600
+//! # token_clock_skew_s = 60       # tolerated clock difference on token start/expiry
+//! # max_message_bytes = 1114112   # largest gRPC message from a client (1 MiB + 64 KiB)
+//! # streams_per_connection_max = 1024  # concurrent HTTP/2 streams per connection
+//! # requests_per_connection_max = 512  # requests in service per connection; more: ResourceExhausted
+//! # request_deadline_s = 60       # longest unary call (uploads/downloads excepted)
+//! # max_metadata_bytes = 16384    # largest request metadata (headers)
+//! # tenant_bytes_max = 1099511627776   # bytes one tenant may store (1 TiB)
+//! # tenant_objects_max = 10000000 # objects one tenant may hold
 //! # key_retention_min_s = 604800  # shortest soft-delete retention of tenant keys
 //! # key_retire_grace_s = 30       # an old KEK version may be retired this long after a rotation
 //! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
@@ -25,6 +34,9 @@ pub const KEY_RETENTION_MIN_S_DEFAULT: u64 = 7 * 24 * 3600;
 
 /// Default wait between a rotation and retiring the version it superseded.
 pub const KEY_RETIRE_GRACE_S_DEFAULT: u64 = 30;
+
+/// Largest accepted `token_clock_skew_s`.
+pub const TOKEN_CLOCK_SKEW_S_MAX: u64 = 3600;
 
 /// A node's configuration, every path resolved.
 #[derive(Debug, Clone)]
@@ -50,6 +62,14 @@ pub struct NodeConfig {
     /// How long after a rotation the superseded KEK version may be retired, in
     /// seconds: uploads that began under it commit within this time.
     pub key_retire_grace_s: u64,
+    /// The bootstrap operator secret (`sop1.` + 64 hex digits, mode 0600). The
+    /// first directory leader that has one records its SHA-256; without any, the
+    /// cluster has no operator. Give every node the same file.
+    pub operator_secret_file: Option<PathBuf>,
+    /// How far a token's start and expiry may be off this node's clock, seconds.
+    pub token_clock_skew_s: u64,
+    /// The gRPC edge's limits (message size, streams, deadline, quotas...).
+    pub limits: crate::server::limits::ServiceLimits,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +84,15 @@ struct RawConfig {
     root_key_file: Option<PathBuf>,
     key_retention_min_s: Option<u64>,
     key_retire_grace_s: Option<u64>,
+    operator_secret_file: Option<PathBuf>,
+    token_clock_skew_s: Option<u64>,
+    max_message_bytes: Option<usize>,
+    streams_per_connection_max: Option<u32>,
+    requests_per_connection_max: Option<usize>,
+    request_deadline_s: Option<u64>,
+    max_metadata_bytes: Option<usize>,
+    tenant_bytes_max: Option<u64>,
+    tenant_objects_max: Option<u64>,
 }
 
 /// Why a configuration was rejected.
@@ -125,6 +154,28 @@ impl NodeConfig {
                 .key_retention_min_s
                 .unwrap_or(KEY_RETENTION_MIN_S_DEFAULT),
             key_retire_grace_s: raw.key_retire_grace_s.unwrap_or(KEY_RETIRE_GRACE_S_DEFAULT),
+            operator_secret_file: raw.operator_secret_file.map(|p| base.join(p)),
+            token_clock_skew_s: raw
+                .token_clock_skew_s
+                .unwrap_or(stratus_core::auth::CLOCK_SKEW_MS_DEFAULT / 1000),
+            limits: {
+                let d = crate::server::limits::ServiceLimits::default();
+                crate::server::limits::ServiceLimits {
+                    message_bytes_max: raw.max_message_bytes.unwrap_or(d.message_bytes_max),
+                    streams_per_connection_max: raw
+                        .streams_per_connection_max
+                        .unwrap_or(d.streams_per_connection_max),
+                    requests_per_connection_max: raw
+                        .requests_per_connection_max
+                        .unwrap_or(d.requests_per_connection_max),
+                    request_deadline: raw
+                        .request_deadline_s
+                        .map_or(d.request_deadline, std::time::Duration::from_secs),
+                    metadata_bytes_max: raw.max_metadata_bytes.unwrap_or(d.metadata_bytes_max),
+                    tenant_bytes_max: raw.tenant_bytes_max.unwrap_or(d.tenant_bytes_max),
+                    tenant_objects_max: raw.tenant_objects_max.unwrap_or(d.tenant_objects_max),
+                }
+            },
         };
         config.validate(path)?;
         Ok(config)
@@ -144,6 +195,45 @@ impl NodeConfig {
         }
         if self.key_retention_min_s == 0 {
             return Err(field("key_retention_min_s", "must be at least 1 second"));
+        }
+        if self.token_clock_skew_s > TOKEN_CLOCK_SKEW_S_MAX {
+            return Err(field(
+                "token_clock_skew_s",
+                &format!("must be at most {TOKEN_CLOCK_SKEW_S_MAX} (an hour): a larger allowance keeps expired tokens usable; fix the clocks instead (NTP)"),
+            ));
+        }
+        let l = &self.limits;
+        let message_min = stratus_core::limits::CLIENT_MESSAGE_BYTES_MAX;
+        if l.message_bytes_max < message_min || l.message_bytes_max > 64 * 1024 * 1024 {
+            return Err(field(
+                "max_message_bytes",
+                &format!("must be between {message_min} (a 1 MiB data chunk and its framing) and 67108864"),
+            ));
+        }
+        if l.streams_per_connection_max == 0 {
+            return Err(field("streams_per_connection_max", "must be at least 1"));
+        }
+        if l.requests_per_connection_max == 0 {
+            return Err(field("requests_per_connection_max", "must be at least 1"));
+        }
+        if l.request_deadline.is_zero() {
+            return Err(field("request_deadline_s", "must be at least 1 second"));
+        }
+        if l.metadata_bytes_max < 4096 {
+            return Err(field(
+                "max_metadata_bytes",
+                "must be at least 4096 (room for the authorization header and gRPC's own)",
+            ));
+        }
+        if l.tenant_bytes_max == 0 || l.tenant_objects_max == 0 {
+            return Err(field(
+                if l.tenant_bytes_max == 0 {
+                    "tenant_bytes_max"
+                } else {
+                    "tenant_objects_max"
+                },
+                "must be at least 1",
+            ));
         }
         if self.cache_bytes < 1024 * 1024 {
             return Err(field("cache_bytes", "must be at least 1 MiB"));
@@ -218,6 +308,37 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("node_id") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_bad_values_name_their_field() {
+        let base = "node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.limits, crate::server::limits::ServiceLimits::default());
+        let c = parse(&format!(
+            "{base}tenant_objects_max = 20\nrequest_deadline_s = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.tenant_objects_max, 20);
+        assert_eq!(c.limits.request_deadline.as_secs(), 5);
+        for (line, field) in [
+            ("max_message_bytes = 1000", "max_message_bytes"),
+            (
+                "streams_per_connection_max = 0",
+                "streams_per_connection_max",
+            ),
+            (
+                "requests_per_connection_max = 0",
+                "requests_per_connection_max",
+            ),
+            ("request_deadline_s = 0", "request_deadline_s"),
+            ("max_metadata_bytes = 100", "max_metadata_bytes"),
+            ("tenant_bytes_max = 0", "tenant_bytes_max"),
+            ("tenant_objects_max = 0", "tenant_objects_max"),
+        ] {
+            let e = parse(&format!("{base}{line}\n")).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{line}: {e}");
+        }
     }
 
     #[test]

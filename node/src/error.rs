@@ -22,6 +22,13 @@ pub enum NodeError {
         container: String,
         key: String,
     },
+    /// Something other than a tenant, container or object is missing (a token, a
+    /// role assignment).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    /// No credentials, or credentials this cluster does not accept.
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
     #[error("{0}")]
     AlreadyExists(String),
     /// A condition of the request does not hold (stale ETag, non-empty container).
@@ -82,6 +89,8 @@ impl NodeError {
             NodeError::TenantNotFound(_) => "tenant-not-found",
             NodeError::ContainerNotFound { .. } => "container-not-found",
             NodeError::ObjectNotFound { .. } => "object-not-found",
+            NodeError::NotFound { code, .. } => code,
+            NodeError::Unauthenticated { code, .. } => code,
             NodeError::AlreadyExists(_) => "already-exists",
             NodeError::FailedPrecondition { code, .. } => code,
             NodeError::PermissionDenied { code, .. } => code,
@@ -105,7 +114,9 @@ impl NodeError {
             NodeError::InvalidArgument(_) | NodeError::CrcMismatch(_) => Code::InvalidArgument,
             NodeError::TenantNotFound(_)
             | NodeError::ContainerNotFound { .. }
-            | NodeError::ObjectNotFound { .. } => Code::NotFound,
+            | NodeError::ObjectNotFound { .. }
+            | NodeError::NotFound { .. } => Code::NotFound,
+            NodeError::Unauthenticated { .. } => Code::Unauthenticated,
             NodeError::AlreadyExists(_) => Code::AlreadyExists,
             NodeError::FailedPrecondition { .. } => Code::FailedPrecondition,
             NodeError::PermissionDenied { .. } => Code::PermissionDenied,

@@ -45,6 +45,18 @@ pub enum GroupQuery {
     TenantAt(String),
     /// Replica group: which keys protect a tenant's objects.
     KeyUsage { tenant: String },
+    /// Directory: the leader's applied index (a node catches its copy up to it).
+    Applied,
+    /// Directory: an issued token's claims.
+    IssuedToken(u128),
+    /// Directory: a tenant's role assignments.
+    Grants(String),
+    /// Replica group: a page of a tenant's audit chain and its head.
+    Audit {
+        tenant: String,
+        after_seq: u64,
+        limit: u32,
+    },
     /// Replica group: its view of a tenant's geo-replication.
     GeoStatus { tenant: String },
     /// Replica group: outbox entries of a tenant from `from` on.
@@ -81,6 +93,13 @@ pub enum GroupAnswer {
         applied: u64,
     },
     Geo(crate::geo::status::GeoView),
+    Applied(u64),
+    IssuedToken(Option<crate::directory::access::IssuedToken>),
+    Grants(Vec<stratus_core::auth::RoleGrant>),
+    Audit {
+        records: Vec<stratus_core::audit::AuditRecord>,
+        head: Option<(u64, [u8; 32])>,
+    },
     Outbox(Vec<crate::objects::geo::GeoEntry>),
 }
 
@@ -113,6 +132,29 @@ pub fn answer_locally(
                 .unwrap_or(0),
         },
         GroupQuery::KeyUsage { tenant } => GroupAnswer::KeyUsage(key_usage(&objects(), &tenant)?),
+        GroupQuery::Audit {
+            tenant,
+            after_seq,
+            limit,
+        } => {
+            let reader = objects();
+            GroupAnswer::Audit {
+                records: reader.audit_records(&tenant, after_seq, limit.min(1000) as usize)?,
+                head: reader.audit_head(&tenant)?.map(|h| (h.seq, h.hash)),
+            }
+        }
+        GroupQuery::IssuedToken(id) => {
+            GroupAnswer::IssuedToken(view.read(|d| d.access.tokens.get(&id).cloned()))
+        }
+        GroupQuery::Grants(tenant) => GroupAnswer::Grants(
+            view.read(|d| d.access.grants.get(&tenant).cloned().unwrap_or_default()),
+        ),
+        GroupQuery::Applied => GroupAnswer::Applied(
+            node.groups
+                .get(&DIRECTORY_GROUP)
+                .map(|g| g.state().applied_index)
+                .unwrap_or(0),
+        ),
         GroupQuery::GeoStatus { tenant } => {
             GroupAnswer::Geo(crate::geo::status::answer(node, group, &tenant))
         }
@@ -182,6 +224,9 @@ fn check_group(node: &StratusNode, group: GroupId, query: &GroupQuery) -> NodeRe
             | GroupQuery::TenantAt(_)
             | GroupQuery::Tenants
             | GroupQuery::Vault(_)
+            | GroupQuery::Applied
+            | GroupQuery::IssuedToken(_)
+            | GroupQuery::Grants(_)
     );
     if directory_query != (group == DIRECTORY_GROUP) || node.spec(group).is_none() {
         return Err(NodeError::InvalidArgument(format!(
@@ -334,10 +379,7 @@ impl StratusNode {
         call: F,
     ) -> NodeResult<Vec<u8>>
     where
-        F: Fn(
-            pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
-            pb::ForwardRequest,
-        ) -> Fut,
+        F: Fn(crate::peers::PeerClient, pb::ForwardRequest) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<pb::ForwardReply>, tonic::Status>>,
     {
         let request = pb::ForwardRequest {

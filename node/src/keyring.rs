@@ -67,6 +67,36 @@ impl KeyRing {
         }
     }
 
+    /// Wraps token signing key `version` under the root key.
+    pub fn wrap_signing_key(&self, rng: &NodeRng, version: u32, key: &SecretKey) -> WrappedKey {
+        crypto::wrap(
+            &self.root,
+            key,
+            &crypto::signing_key_aad(version),
+            rng.nonce(),
+        )
+    }
+
+    /// Unwraps token signing key `version`.
+    pub fn unwrap_signing_key(&self, version: u32, wrapped: &WrappedKey) -> NodeResult<SecretKey> {
+        crypto::unwrap(
+            &self.root,
+            wrapped,
+            &crypto::signing_key_aad(version),
+            &format!("token signing key version {version}"),
+        )
+        .map_err(|e| {
+            NodeError::Internal(format!(
+                "{e}: is this node's root key the cluster's? (check `root_key_file`)"
+            ))
+        })
+    }
+
+    /// The credential this node presents to its peers (derived from the root key).
+    pub fn cluster_credential(&self) -> String {
+        stratus_core::auth::cluster_credential(&self.root)
+    }
+
     /// Wraps a new KEK `version` of `tenant` under the root key.
     pub fn wrap_kek(
         &self,

@@ -13,6 +13,8 @@
 //! **Architecture Invariant:** node logic spawns no threads and reads no wall clock
 //! or OS randomness directly; only [`transport`] binds or dials.
 
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

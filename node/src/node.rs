@@ -64,6 +64,10 @@ pub struct NodeSettings {
     /// How long after a newer KEK version appeared an older one may be retired
     /// (uploads that began before the rotation commit within this time).
     pub key_retire_grace: Duration,
+    /// How far a token's start and expiry may be off this node's clock.
+    pub token_clock_skew: Duration,
+    /// The gRPC edge's limits.
+    pub limits: crate::server::limits::ServiceLimits,
 }
 
 impl Default for NodeSettings {
@@ -78,6 +82,8 @@ impl Default for NodeSettings {
             key_retention_min: Duration::from_secs(7 * 24 * 3600),
             rewrap_every: Duration::from_secs(2),
             key_retire_grace: Duration::from_secs(30),
+            token_clock_skew: Duration::from_millis(stratus_core::auth::CLOCK_SKEW_MS_DEFAULT),
+            limits: Default::default(),
         }
     }
 }
@@ -94,6 +100,9 @@ pub struct NodeOptions {
     pub rng: NodeRng,
     /// The cluster root key (the same on every node); wraps tenants' KEKs.
     pub root_key: SecretKey,
+    /// The bootstrap operator secret (`sop1.`...), when this node was given one:
+    /// the first directory leader that has one records its SHA-256.
+    pub operator_secret: Option<String>,
     pub settings: NodeSettings,
 }
 
@@ -118,6 +127,10 @@ pub struct StratusNode {
     pub metrics: crate::metrics::Metrics,
     /// Geo-replication: roles, leases, shipping (see [`crate::geo`]).
     pub geo: crate::geo::Geo,
+    /// Credentials: the cluster credential, signing keys in cache.
+    pub auth: crate::auth::Auth,
+    /// Audit events waiting to be appended to their tenants' chains.
+    pub audit: crate::audit::AuditSink,
 }
 
 impl StratusNode {
@@ -132,6 +145,7 @@ impl StratusNode {
             clock,
             rng,
             root_key,
+            operator_secret,
             settings,
         } = options;
         anyhow::ensure!(
@@ -139,8 +153,21 @@ impl StratusNode {
             "node {id} is not in the topology"
         );
         crate::raft::runtime::seed_thread(rng.next_u64());
+        let rng_incarnation = rng.next_u64();
         let plan = Arc::new(plan_groups(&topology));
-        let peers = Arc::new(Peers::new(transport, topology.clone()));
+        let auth = crate::auth::Auth::new(
+            stratus_core::auth::cluster_credential(&root_key),
+            operator_secret
+                .as_deref()
+                .map(|s| stratus_core::crypto::sha256(s.as_bytes())),
+            settings.token_clock_skew.as_millis() as u64,
+        );
+        drop(operator_secret);
+        let peers = Arc::new(Peers::new(
+            transport,
+            topology.clone(),
+            auth.cluster_header(),
+        ));
         let directory = DirectoryView::default();
         let storage = GroupStorage {
             engine: engine.clone(),
@@ -205,6 +232,8 @@ impl StratusNode {
                 roles,
                 ..Default::default()
             },
+            auth,
+            audit: crate::audit::AuditSink::new(rng_incarnation),
         }))
     }
 
@@ -216,7 +245,9 @@ impl StratusNode {
             self.clone().repair_chunks(),
             self.clone().sweep_orphans(),
             self.clone().rewrap_keys(),
-            self.clone().geo_tasks()
+            self.clone().geo_tasks(),
+            self.clone().bootstrap_access(),
+            self.clone().flush_audit()
         );
     }
 
@@ -300,6 +331,47 @@ impl StratusNode {
             }
         };
         tokio::join!(reconcile, leases, ship, auto);
+    }
+
+    /// At the cluster's first start: once this node leads the directory, records
+    /// the first token signing key (wrapped by the root key) and the operator
+    /// secret's hash. Ends as soon as the directory holds all this node can add.
+    async fn bootstrap_access(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let local = self.auth.local_operator_sha256;
+            let done = self.directory.read(|d| {
+                d.access
+                    .root
+                    .as_ref()
+                    .is_some_and(|r| r.operator_sha256.is_some() || local.is_none())
+            });
+            if done {
+                return;
+            }
+            let Some(dir) = self.groups.get(&DIRECTORY_GROUP) else {
+                continue;
+            };
+            if !dir.is_leader() {
+                continue;
+            }
+            let key = self.rng.secret_key();
+            let command = DirectoryCommand::Access {
+                op: crate::directory::access::AccessOp::Bootstrap {
+                    signing_key: self.keys.wrap_signing_key(&self.rng, 1, &key),
+                    operator_sha256: local,
+                },
+                now_ms: self.clock.now_ms(),
+            };
+            drop(key);
+            match self.directory_write(command).await {
+                Ok(_) => tracing::info!("access control bootstrapped"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "access bootstrap not committed yet; retrying")
+                }
+            }
+        }
     }
 
     async fn rewrap_keys(self: Arc<Self>) {
@@ -431,7 +503,7 @@ impl StratusNode {
     /// directory has applied `index`: a tenant just created elsewhere then has its
     /// key vault here too. A copy still behind afterwards makes the key check
     /// answer Unavailable, which clients retry.
-    async fn catch_up_directory(&self, index: u64) {
+    pub(crate) async fn catch_up_directory(&self, index: u64) {
         let Some(g) = self.groups.get(&DIRECTORY_GROUP) else {
             return;
         };

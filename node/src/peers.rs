@@ -1,6 +1,7 @@
 //! One gRPC channel per peer node, shared by every group (multi-Raft) and by the
 //! internal RPCs. Channels dial through the transport seam and connect lazily.
 
+use crate::auth::ClusterCredential;
 use crate::transport::{self, TransportRef};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::Duration;
 use stratus_core::limits::PEER_MESSAGE_BYTES_MAX;
 use stratus_core::topology::{NodeId, Topology};
 use stratus_proto::v1::peer_service_client::PeerServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// How long dialling a peer may take.
@@ -23,19 +25,29 @@ struct PeerChannel {
     made: tokio::time::Instant,
 }
 
+/// A peer-service client that presents the cluster credential on every call.
+pub type PeerClient = PeerServiceClient<InterceptedService<Channel, ClusterCredential>>;
+
 /// Channels to every other node of the topology.
 pub struct Peers {
     transport: TransportRef,
     topology: Arc<Topology>,
     channels: Mutex<BTreeMap<NodeId, PeerChannel>>,
+    /// `Bearer <cluster credential>`, added to every peer call.
+    credential: ClusterCredential,
 }
 
 impl Peers {
-    pub fn new(transport: TransportRef, topology: Arc<Topology>) -> Self {
+    pub fn new(
+        transport: TransportRef,
+        topology: Arc<Topology>,
+        credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ) -> Self {
         Self {
             transport,
             topology,
             channels: Mutex::new(BTreeMap::new()),
+            credential: ClusterCredential(credential),
         }
     }
 
@@ -76,9 +88,9 @@ impl Peers {
     }
 
     /// A peer-service client for node `id`, with the peer message limits.
-    pub fn client(&self, id: NodeId) -> Option<PeerServiceClient<Channel>> {
+    pub fn client(&self, id: NodeId) -> Option<PeerClient> {
         self.channel(id).map(|c| {
-            PeerServiceClient::new(c)
+            PeerServiceClient::with_interceptor(c, self.credential.clone())
                 .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
         })

@@ -50,6 +50,31 @@ pub fn load(path: &Path) -> Result<SecretKey, RootKeyError> {
     })
 }
 
+/// Reads and checks the operator secret file (`sop1.` + 64 hex digits, mode 0600).
+pub fn load_operator_secret(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        anyhow::anyhow!(
+            r#"cannot read operator secret file {}: {e}; create one with `(umask 077; echo "sop1.$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" > {})` (`stratus dev` makes its own), or remove `operator_secret_file` from the node config"#,
+            path.display(),
+            path.display()
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "operator secret file {} has permissions {mode:04o}, readable or writable by group or others: restrict it with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("cannot read operator secret file {}: {e}", path.display())
+    })?);
+    stratus_core::auth::parse_operator_secret(&text)
+        .map_err(|why| anyhow::anyhow!("operator secret file {}: {why}", path.display()))
+}
+
 /// Writes a fresh root key to `path` with mode 0600 (used by `stratus dev` and tests);
 /// refuses to overwrite an existing file.
 pub fn generate(path: &Path, key: &SecretKey) -> std::io::Result<()> {

@@ -20,3 +20,5 @@ pub const ERROR_CODE_KEY: &str = "stratus-error";
 pub const LEADER_ID_KEY: &str = "stratus-leader-id";
 /// Metadata key with the address of the group leader, on `not-leader` errors.
 pub const LEADER_ADDR_KEY: &str = "stratus-leader-addr";
+/// Metadata key carrying the caller's credential: `Bearer <credential>`.
+pub const AUTHORIZATION_KEY: &str = "authorization";

@@ -96,3 +96,12 @@ mod tests {
         }
     }
 }
+
+impl fmt::Debug for v1::CreateTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateTokenResponse")
+            .field("token", &format_args!("<redacted>"))
+            .field("info", &self.info)
+            .finish()
+    }
+}

@@ -58,7 +58,13 @@ fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
 
-/// The SDK configuration of simulated clients: at-most-once writes (so each write
+/// The simulated cluster's operator secret, which every node bootstraps with and
+/// every simulated client authenticates with (the simulation is closed, so a fixed
+/// value keeps client setup independent of the seed).
+pub const SIM_OPERATOR_SECRET: &str =
+    "sop1.5157a7b5000000000000000000000000000000000000000000000000000051b1";
+
+/// The SDK configuration of simulated clients (authenticated as the operator): at-most-once writes (so each write
 /// takes effect once or not at all) and deadlines short enough to end operations
 /// that run into a fault.
 pub fn client_config() -> ClientConfig {
@@ -68,6 +74,9 @@ pub fn client_config() -> ClientConfig {
         request_timeout: Duration::from_secs(4),
         stream_idle_timeout: Duration::from_secs(4),
         dialer: Some(dialer()),
+        credential: Some(
+            stratus_client::Credential::new(SIM_OPERATOR_SECRET).expect("a valid operator secret"),
+        ),
         at_most_once: true,
         ..ClientConfig::default()
     }

@@ -222,6 +222,7 @@ impl<'a> World<'a> {
                 clock: Arc::new(SimClock),
                 rng: NodeRng::from_seed(mix(seed, id, n)),
                 root_key: root_key(seed),
+                operator_secret: Some(crate::workload::SIM_OPERATOR_SECRET.to_string()),
                 settings: settings.clone(),
             };
             let addr = addr.clone();

@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use stratus_client::{Client, Redundancy};
+use stratus_client::{Client, ClientConfig, Credential, Redundancy};
 use stratus_core::topology::{NodeId, Topology};
 use stratus_proto::v1 as pb;
 
@@ -43,6 +43,8 @@ pub struct ClusterOptions {
     pub key_retention_min_s: Option<u64>,
     /// `key_retire_grace_s` in every node config (the node default when `None`).
     pub key_retire_grace_s: Option<u64>,
+    /// More `key = value` lines for every node config.
+    pub extra_config: Vec<String>,
     pub startup_timeout: Duration,
 }
 
@@ -53,6 +55,7 @@ impl Default for ClusterOptions {
             object_bytes_max: None,
             key_retention_min_s: None,
             key_retire_grace_s: None,
+            extra_config: Vec::new(),
             startup_timeout: STARTUP_TIMEOUT,
         }
     }
@@ -65,6 +68,8 @@ pub struct Cluster {
     dir: Option<tempfile::TempDir>,
     topology: Topology,
     nodes: BTreeMap<NodeId, NodeProcess>,
+    /// The cluster's operator secret (the harness authenticates as operator).
+    operator: String,
 }
 
 /// A group's leader as the cluster reports it: the replica that says it leads,
@@ -97,6 +102,22 @@ pub async fn status_from(addrs: Vec<String>) -> anyhow::Result<pb::ClusterStatus
     bail!("no running node answered ClusterStatus; last: {last:?}")
 }
 
+/// Writes this process's operator secret ([`grpc::operator_secret`]) with mode
+/// 0600 and returns it.
+pub fn write_operator_secret(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let secret = grpc::operator_secret().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    Ok(secret)
+}
+
 /// Writes a fresh random root key with mode 0600.
 pub fn write_root_key(path: &Path) -> anyhow::Result<()> {
     use rand::RngCore;
@@ -124,6 +145,8 @@ impl Cluster {
         std::fs::write(&topology_path, text)?;
         let root_key_file = dir.path().join("root.key");
         write_root_key(&root_key_file)?;
+        let operator_secret_file = dir.path().join("operator.secret");
+        let operator = write_operator_secret(&operator_secret_file)?;
         let mut nodes = BTreeMap::new();
         for node in topology.nodes().values() {
             let node_dir = dir.path().join("nodes").join(node.id.to_string());
@@ -133,9 +156,11 @@ impl Cluster {
                 topology: topology_path.clone(),
                 data_dir: node_dir.join("data"),
                 root_key_file: root_key_file.clone(),
+                operator_secret_file: Some(operator_secret_file.clone()),
                 object_bytes_max: opts.object_bytes_max,
                 key_retention_min_s: opts.key_retention_min_s,
                 key_retire_grace_s: opts.key_retire_grace_s,
+                extra: opts.extra_config.clone(),
             };
             let config_path = node_dir.join("node.toml");
             std::fs::write(&config_path, config.to_toml()?)?;
@@ -152,6 +177,7 @@ impl Cluster {
             dir: Some(dir),
             topology,
             nodes,
+            operator,
         };
         for id in cluster.node_ids() {
             cluster.start_node(id)?;
@@ -212,9 +238,31 @@ impl Cluster {
             .collect()
     }
 
-    /// An SDK client seeded with every running node.
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&mut self, id: NodeId) -> anyhow::Result<u32> {
+        self.node_mut(id)?
+            .pid()
+            .with_context(|| format!("node {id} is not running"))
+    }
+
+    /// The cluster's operator secret.
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// An SDK client seeded with every running node, authenticated as operator.
     pub async fn client(&mut self) -> anyhow::Result<Client> {
-        Ok(Client::connect(self.endpoints()).await?)
+        let credential = Credential::new(&self.operator)?;
+        self.client_with(Some(credential)).await
+    }
+
+    /// An SDK client with the given credential (or none).
+    pub async fn client_with(&mut self, credential: Option<Credential>) -> anyhow::Result<Client> {
+        let config = ClientConfig {
+            credential,
+            ..ClientConfig::default()
+        };
+        Ok(Client::connect_with(self.endpoints(), config).await?)
     }
 
     /// Starts node `id` (its process must not be running).
@@ -419,4 +467,16 @@ impl Drop for Cluster {
             _ => eprintln!("(set {KEEP_DIRS_ENV}=1 to keep the whole logs and data)"),
         }
     }
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
 }

@@ -99,7 +99,10 @@ fn node_config(node: &Node) -> String {
          data_dir = \"/data\"\n\
          listen = \"0.0.0.0:{NODE_PORT}\"\n\
          # The cluster root key, the same on every node: deploy/up.sh makes it once.\n\
-         root_key_file = \"/etc/stratus/root.key\"\n",
+         root_key_file = \"/etc/stratus/root.key\"\n\
+         # The bootstrap operator secret (deploy/up.sh makes it once and puts it in\n\
+         # deploy/client-profile.toml); the cluster keeps only its SHA-256.\n\
+         operator_secret_file = \"/etc/stratus/operator.secret\"\n",
         id = node.id,
         region = node.region,
         zone = node.zone,
@@ -158,6 +161,7 @@ services:
       - ./topology.toml:/etc/stratus/topology.toml:ro
       - ./nodes/{s}.toml:/etc/stratus/nodes/{s}.toml:ro
       - ./root.key:/etc/stratus/root.key:ro
+      - ./operator.secret:/etc/stratus/operator.secret:ro
       - {s}-data:/data
     networks:
       # The region's network is the gateway (higher priority), so the published

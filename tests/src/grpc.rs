@@ -6,10 +6,14 @@ use crate::poll::poll;
 use anyhow::{bail, Context};
 use std::time::Duration;
 use stratus_proto::v1 as pb;
+use stratus_proto::v1::access_service_client::AccessServiceClient;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
+use stratus_proto::v1::key_service_client::KeyServiceClient;
 use stratus_proto::v1::object_service_client::ObjectServiceClient;
 use stratus_proto::v1::put_request::Part;
 use stratus_proto::ERROR_CODE_KEY;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -17,6 +21,36 @@ use tonic::{Code, Status};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time one unary call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A channel that sends a credential (`authorization: Bearer ...`) on every call.
+pub type Conn = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <credential>` (nothing for an empty credential).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(credential: &str) -> anyhow::Result<Bearer> {
+        if credential.is_empty() {
+            return Ok(Bearer(None));
+        }
+        let mut v: MetadataValue<Ascii> = format!("Bearer {credential}")
+            .parse()
+            .context("a credential must be printable ASCII")?;
+        v.set_sensitive(true);
+        Ok(Bearer(Some(v)))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut()
+                .insert(stratus_proto::AUTHORIZATION_KEY, v.clone());
+        }
+        Ok(r)
+    }
+}
 
 /// A channel to `addr` (`host:port`), connected lazily.
 pub fn channel(addr: &str) -> anyhow::Result<Channel> {
@@ -27,14 +61,54 @@ pub fn channel(addr: &str) -> anyhow::Result<Channel> {
     )
 }
 
-/// The object service of the node at `addr`.
-pub fn objects(addr: &str) -> anyhow::Result<ObjectServiceClient<Channel>> {
-    Ok(ObjectServiceClient::new(channel(addr)?))
+fn conn(addr: &str, credential: &str) -> anyhow::Result<Conn> {
+    Ok(InterceptedService::new(
+        channel(addr)?,
+        Bearer::new(credential)?,
+    ))
 }
 
-/// The admin service of the node at `addr`.
-pub fn admin(addr: &str) -> anyhow::Result<AdminServiceClient<Channel>> {
-    Ok(AdminServiceClient::new(channel(addr)?))
+/// The operator secret of every cluster this test process starts (drawn once per
+/// process): the harness and the raw helpers authenticate as operator with it.
+pub fn operator_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        use rand::RngCore;
+        let mut random = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        stratus_core::auth::operator_secret_from(&random)
+    })
+}
+
+/// The object service of the node at `addr`, as operator.
+pub fn objects(addr: &str) -> anyhow::Result<ObjectServiceClient<Conn>> {
+    objects_as(addr, operator_secret())
+}
+
+/// The admin service of the node at `addr`, as operator.
+pub fn admin(addr: &str) -> anyhow::Result<AdminServiceClient<Conn>> {
+    admin_as(addr, operator_secret())
+}
+
+/// The object service of the node at `addr`, called with `credential` (a token or
+/// the operator secret; empty: none).
+pub fn objects_as(addr: &str, credential: &str) -> anyhow::Result<ObjectServiceClient<Conn>> {
+    Ok(ObjectServiceClient::new(conn(addr, credential)?))
+}
+
+/// The admin service of the node at `addr`, called with `credential`.
+pub fn admin_as(addr: &str, credential: &str) -> anyhow::Result<AdminServiceClient<Conn>> {
+    Ok(AdminServiceClient::new(conn(addr, credential)?))
+}
+
+/// The key service of the node at `addr`, called with `credential`.
+pub fn keys_as(addr: &str, credential: &str) -> anyhow::Result<KeyServiceClient<Conn>> {
+    Ok(KeyServiceClient::new(conn(addr, credential)?))
+}
+
+/// The access service of the node at `addr`, called with `credential`.
+pub fn access_as(addr: &str, credential: &str) -> anyhow::Result<AccessServiceClient<Conn>> {
+    Ok(AccessServiceClient::new(conn(addr, credential)?))
 }
 
 /// The stable Stratus error code of a status (`stratus-error` metadata).
@@ -97,12 +171,21 @@ pub fn put_messages(header: pb::PutHeader, data: &[u8], chunk_bytes: usize) -> V
     msgs
 }
 
-/// Sends a complete put stream to `addr`.
+/// Sends a complete put stream to `addr`, as operator of a harness cluster.
 pub async fn put(
     addr: &str,
     msgs: Vec<pb::PutRequest>,
 ) -> anyhow::Result<Result<pb::ObjectInfo, Status>> {
-    let mut client = objects(addr)?;
+    put_as(addr, operator_secret(), msgs).await
+}
+
+/// Sends a complete put stream to `addr` with `credential`.
+pub async fn put_as(
+    addr: &str,
+    credential: &str,
+    msgs: Vec<pb::PutRequest>,
+) -> anyhow::Result<Result<pb::ObjectInfo, Status>> {
+    let mut client = objects_as(addr, credential)?;
     let call = client.put_object(futures::stream::iter(msgs));
     let reply = tokio::time::timeout(CALL_TIMEOUT * 6, call)
         .await

@@ -67,12 +67,16 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The cluster's root key file.
     pub root_key_file: PathBuf,
+    /// The cluster's bootstrap operator secret file.
+    pub operator_secret_file: Option<PathBuf>,
     /// The node's largest accepted object; the node's default when `None`.
     pub object_bytes_max: Option<u64>,
     /// Shortest key-delete retention, seconds; the node's default when `None`.
     pub key_retention_min_s: Option<u64>,
     /// Wait before a superseded KEK version may be retired, seconds.
     pub key_retire_grace_s: Option<u64>,
+    /// More `key = value` lines, as they are.
+    pub extra: Vec<String>,
 }
 
 /// A TOML basic string holding `path`.
@@ -95,6 +99,9 @@ impl NodeConfig {
             toml_path(&self.data_dir)?,
             toml_path(&self.root_key_file)?
         );
+        if let Some(p) = &self.operator_secret_file {
+            text.push_str(&format!("operator_secret_file = {}\n", toml_path(p)?));
+        }
         if let Some(max) = self.object_bytes_max {
             text.push_str(&format!("object_bytes_max = {max}\n"));
         }
@@ -103,6 +110,10 @@ impl NodeConfig {
         }
         if let Some(s) = self.key_retire_grace_s {
             text.push_str(&format!("key_retire_grace_s = {s}\n"));
+        }
+        for line in &self.extra {
+            text.push_str(line);
+            text.push('\n');
         }
         Ok(text)
     }
@@ -134,13 +145,15 @@ mod tests {
             topology: "/t/topology.toml".into(),
             data_dir: "/t/nodes/4/data".into(),
             root_key_file: "/t/root.key".into(),
+            operator_secret_file: Some("/t/operator.secret".into()),
             object_bytes_max: Some(1024),
             key_retention_min_s: None,
             key_retire_grace_s: None,
+            extra: Vec::new(),
         };
         assert_eq!(
             c.to_toml()?,
-            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nroot_key_file = \"/t/root.key\"\nobject_bytes_max = 1024\n"
+            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nroot_key_file = \"/t/root.key\"\noperator_secret_file = \"/t/operator.secret\"\nobject_bytes_max = 1024\n"
         );
         Ok(())
     }

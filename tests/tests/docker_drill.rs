@@ -176,6 +176,7 @@ async fn connect(project: &ComposeProject) -> anyhow::Result<Client> {
     let config = ClientConfig {
         deadline: Duration::from_secs(30),
         dialer: profile.dialer(),
+        credential: profile.token.clone(),
         ..ClientConfig::default()
     };
     Ok(Client::connect_with(profile.endpoints.clone(), config).await?)
@@ -565,7 +566,11 @@ async fn wait_in_sync(client: &Client, tenant: &str) -> anyhow::Result<TenantInf
 /// Direct writes to each node of `addrs` for [`FENCING_PROBE`]: none may be
 /// acknowledged. Returns how many the nodes answered (refused) and how many
 /// never reached a node (connection errors).
-async fn probe_fenced(addrs: &[String], tenant: &str) -> anyhow::Result<(usize, usize)> {
+async fn probe_fenced(
+    addrs: &[String],
+    credential: &str,
+    tenant: &str,
+) -> anyhow::Result<(usize, usize)> {
     let until = Instant::now() + FENCING_PROBE;
     let (mut refused, mut unreachable) = (0, 0);
     while Instant::now() < until {
@@ -575,10 +580,19 @@ async fn probe_fenced(addrs: &[String], tenant: &str) -> anyhow::Result<(usize, 
                 b"stale",
                 1024,
             );
-            match grpc::put(addr, msgs).await {
+            match grpc::put_as(addr, credential, msgs).await {
                 Ok(Ok(info)) => bail!(
                     "the old primary at {addr} acknowledged a write after the failover: {info:?}"
                 ),
+                // A refusal for our credential would prove nothing about fencing.
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    ) =>
+                {
+                    bail!("the fencing probe's credential was refused by {addr}: {status:?}")
+                }
                 // A refusal from the node itself carries our error code.
                 Ok(Err(status)) if grpc::error_code(&status).is_some() => refused += 1,
                 _ => unreachable += 1,
@@ -624,6 +638,9 @@ async fn fail_over_a_cut_off_region(
     let west: Vec<u64> = topology.nodes_in_region(REGION).map(|n| n.id).collect();
     let west_services: Vec<String> = west.iter().map(|id| deploy::service(*id)).collect();
     let west_addrs: Vec<String> = west.iter().map(|id| project.host_addr(*id)).collect();
+    let operator = Profile::load(project.profile())?
+        .token
+        .context("the deployment's profile carries the operator secret")?;
     project
         .disconnect(deploy::BACKBONE_NETWORK, &west_services)
         .await?;
@@ -713,12 +730,12 @@ async fn fail_over_a_cut_off_region(
     );
 
     // Fencing, first while the old primary is still cut off, then reconnected.
-    let (refused_cut, unreachable_cut) = probe_fenced(&west_addrs, GRS).await?;
+    let (refused_cut, unreachable_cut) = probe_fenced(&west_addrs, operator.expose(), GRS).await?;
     project
         .connect(deploy::BACKBONE_NETWORK, &west_services)
         .await?;
     let reconnected = Instant::now();
-    let (refused_back, unreachable_back) = probe_fenced(&west_addrs, GRS).await?;
+    let (refused_back, unreachable_back) = probe_fenced(&west_addrs, operator.expose(), GRS).await?;
     say!(
         "old primary fenced: cut off {refused_cut} writes refused ({unreachable_cut} unreachable), \
          reconnected {refused_back} refused ({unreachable_back} unreachable), none acknowledged"
@@ -791,6 +808,7 @@ async fn short_client(project: &ComposeProject) -> anyhow::Result<Client> {
         ClientConfig {
             deadline: Duration::from_secs(5),
             dialer: profile.dialer(),
+            credential: profile.token.clone(),
             ..ClientConfig::default()
         },
     )

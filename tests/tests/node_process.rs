@@ -29,9 +29,11 @@ fn node_config(dir: &Path) -> NodeConfig {
         topology: dir.join("topology.toml"),
         data_dir: dir.join("data"),
         root_key_file: dir.join("root.key"),
+        operator_secret_file: None,
         object_bytes_max: None,
         key_retention_min_s: None,
         key_retire_grace_s: None,
+        extra: Vec::new(),
     }
 }
 

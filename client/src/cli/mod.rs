@@ -7,7 +7,9 @@
 //! [`paths`] (TENANT/CONTAINER/KEY and range parsing), [`objects`], [`admin`],
 //! [`progress`], [`dev`] (the local cluster supervisor) and [`bench`].
 
+pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod bench;
 pub mod dev;
 pub mod keys;
@@ -27,6 +29,9 @@ use std::time::Duration;
 const AFTER_HELP: &str = "\
 Connection: --endpoint, else STRATUS_ENDPOINT, else the profile in STRATUS_PROFILE, \
 else ./.stratus-dev/profile.toml (written by `stratus dev`).
+
+Credentials: --token, else STRATUS_TOKEN, else the profile's `token` (`stratus dev` \
+puts the cluster's operator secret there). Create tokens with `stratus token create`.
 
 Exit codes: 0 ok, 1 other error, 2 usage or invalid argument, 3 not found, \
 4 precondition failed or already exists, 5 cluster unavailable, 6 integrity or data loss, \
@@ -50,6 +55,16 @@ pub struct Cli {
     /// Give up on an operation (after retries) after this many seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+    /// Credential to send: a token (`st1.`...) or the operator secret (`sop1.`...).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATUS_TOKEN",
+        hide_env_values = true,
+        value_parser = parse_credential,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<crate::Credential>,
     /// Debug logs on stderr (-vv for every crate); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -81,6 +96,23 @@ pub enum Command {
     Key {
         #[command(subcommand)]
         command: keys::KeyCommand,
+    },
+    /// Create and revoke access tokens (like Azure SAS).
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// Grant, revoke and list a tenant's role assignments.
+    Role {
+        #[command(subcommand)]
+        command: access::RoleCommand,
+    },
+    /// Show who the credential in use is and what it may do.
+    Whoami,
+    /// Export and verify a tenant's hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Upload a file (or stdin with `-`) as an object.
     Put(objects::PutArgs),
@@ -141,6 +173,9 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "ID")]
         node: Option<u64>,
     },
+    /// Make a new token signing key current (operator only); tokens signed with
+    /// the previous key stay valid, older ones are refused.
+    RotateSigningKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +244,10 @@ pub struct TenantCreateArgs {
     pub no_purge_protection: bool,
 }
 
+fn parse_credential(s: &str) -> Result<crate::Credential, String> {
+    crate::Credential::new(s).map_err(|e| e.to_string())
+}
+
 fn parse_redundancy(s: &str) -> Result<Redundancy, String> {
     s.parse()
         .map_err(|e: stratus_core::redundancy::UnknownRedundancy| e.to_string())
@@ -237,6 +276,8 @@ pub enum ContainerCommand {
 pub struct Connection {
     pub endpoints: Vec<String>,
     pub timeout: Duration,
+    /// `--token` or `STRATUS_TOKEN`; else the profile's.
+    pub token: Option<crate::Credential>,
 }
 
 impl Connection {
@@ -257,6 +298,7 @@ impl Connection {
         let config = ClientConfig {
             deadline: self.timeout,
             dialer: profile.dialer(),
+            credential: self.token.clone().or_else(|| profile.token.clone()),
             ..ClientConfig::default()
         };
         Ok(Client::connect_with(profile.endpoints.clone(), config).await?)
@@ -308,6 +350,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let conn = Connection {
         endpoints: cli.endpoints,
         timeout: Duration::from_secs(cli.timeout.max(1)),
+        token: cli.token,
     };
     match cli.command {
         Command::Dev(args) => dev::run(args, out).await,
@@ -317,6 +360,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 ClusterCommand::Status => admin::cluster_status(&client, out).await,
                 ClusterCommand::Metrics { node } => metrics::show(&client, node, out).await,
+                ClusterCommand::RotateSigningKey => access::rotate_signing_key(&client, out).await,
             }
         }
         Command::Tenant { command } => admin::tenant(&conn.connect().await?, command, out).await,
@@ -324,6 +368,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             admin::container(&conn.connect().await?, command, out).await
         }
         Command::Key { command } => keys::run(&conn.connect().await?, command, out).await,
+        Command::Token { command } => access::token(&conn.connect().await?, command, out).await,
+        Command::Role { command } => access::role(&conn.connect().await?, command, out).await,
+        Command::Whoami => access::whoami(&conn.connect().await?, out).await,
+        Command::Audit { command } => audit::run(conn.connect(), command, out).await,
         Command::Put(args) => objects::put(&conn.connect().await?, args, out).await,
         Command::Get(args) => objects::get(&conn.connect().await?, args, out).await,
         Command::Head { path, from } => {

@@ -162,6 +162,11 @@ fn aad_of(domain: &str, fields: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Associated data of a token signing key wrapped by the root key.
+pub fn signing_key_aad(version: u32) -> Vec<u8> {
+    aad_of("stratus signing key v1", &[&version.to_be_bytes()])
+}
+
 /// Associated data of a tenant's KEK wrapped by the root key.
 pub fn kek_aad(tenant: &str, kek_version: u32) -> Vec<u8> {
     aad_of(

@@ -48,7 +48,7 @@ pub struct Fanout {
 }
 
 async fn sender(
-    client: pb::peer_service_client::PeerServiceClient<tonic::transport::Channel>,
+    client: crate::peers::PeerClient,
     base: pb::WriteChunkRequest,
     mut queue: mpsc::Receiver<(u32, Bytes, u32)>,
 ) -> Result<(), String> {

@@ -4,13 +4,15 @@
 //! and every other node as a learner, so each node has a local, eventually
 //! consistent copy for routing. Writes and linearizable reads go to its leader.
 //!
-//! Owns: [`TenantRecord`], each tenant's key vault ([`vault::KeyVault`]), the
+//! Owns: [`TenantRecord`], each tenant's key vault ([`vault::KeyVault`]), access
+//! control's state ([`access`]: signing keys, role assignments, issued tokens), the
 //! commands that change them, their application ([`state::DirectoryState`]) and the
 //! shared in-memory view ([`DirectoryView`]), which also caches unwrapped KEKs
 //! (dropped whenever the tenant's vault changes).
 //! Containers are not here: they live with the tenant's objects in its replica
 //! group (see `crate::objects`), so their existence is ordered with object writes.
 
+pub mod access;
 pub mod geo;
 pub mod state;
 pub mod vault;
@@ -128,6 +130,12 @@ pub enum DirectoryCommand {
         group: GroupId,
         epoch: u64,
     },
+    /// A change to access control (signing keys, tokens, role assignments), at the
+    /// proposer's clock reading.
+    Access {
+        op: access::AccessOp,
+        now_ms: u64,
+    },
 }
 
 /// The outcome of a [`DirectoryCommand`].
@@ -144,6 +152,7 @@ pub enum DirectoryResponse {
     /// when refused.
     Leases(Vec<(String, Option<u64>)>),
     Deleted,
+    Access(access::AccessOutcome),
     Rejected(DirectoryRejection),
 }
 
@@ -160,6 +169,8 @@ pub enum DirectoryRejection {
     Keys(KeyRefusal),
     #[error("{0}")]
     Geo(geo::GeoRefusal),
+    #[error("{0}")]
+    Access(access::AccessRefusal),
 }
 
 /// The directory's contents, in memory.
@@ -167,6 +178,8 @@ pub enum DirectoryRejection {
 pub struct DirectoryData {
     pub tenants: BTreeMap<String, TenantRecord>,
     pub vaults: BTreeMap<String, KeyVault>,
+    /// Signing keys, role assignments, issued tokens.
+    pub access: access::AccessData,
 }
 
 impl DirectoryData {

@@ -31,6 +31,46 @@ fn vault_key(tenant: &str) -> Vec<u8> {
     k
 }
 
+/// Access records: `a` the root (operator hash, signing keys), `g` + tenant its role
+/// assignments, `k` + id an issued token.
+fn access_key(space: u8, suffix: &[u8]) -> Vec<u8> {
+    let mut k = keys::app(DIRECTORY_GROUP);
+    k.push(space);
+    k.extend_from_slice(suffix);
+    k
+}
+
+fn store_access(
+    data: &DirectoryData,
+    changes: super::access::AccessChanges,
+    batch: &mut WriteBatch,
+) {
+    let a = &data.access;
+    if changes.root {
+        if let Some(root) = &a.root {
+            batch.put(access_key(b'a', b""), frame::encode(&encode(root)));
+        }
+    }
+    if let Some(tenant) = changes.grants {
+        let key = access_key(b'g', tenant.as_bytes());
+        match a.grants.get(&tenant).filter(|g| !g.is_empty()) {
+            Some(list) => batch.put(key, frame::encode(&encode(&(tenant.clone(), list.clone())))),
+            None => batch.remove(key),
+        }
+    }
+    for id in changes.tokens_written {
+        if let Some(t) = a.tokens.get(&id) {
+            batch.put(
+                access_key(b'k', &id.to_be_bytes()),
+                frame::encode(&encode(t)),
+            );
+        }
+    }
+    for id in changes.tokens_removed {
+        batch.remove(access_key(b'k', &id.to_be_bytes()));
+    }
+}
+
 fn tenant_key(name: &str) -> Vec<u8> {
     let mut k = keys::app(DIRECTORY_GROUP);
     k.push(b't');
@@ -135,6 +175,10 @@ impl DirectoryState {
                 // The tenant's keys go with it: whatever is left of its data is shredded.
                 batch.remove(vault_key(&name));
                 data.vaults.remove(&name);
+                // So are its role assignments and tokens.
+                let mut changes = super::access::AccessChanges::default();
+                data.access.forget_tenant(&name, &mut changes);
+                store_access(data, changes, batch);
                 self.view.forget_keks(&name);
                 self.view.request_shred();
                 DirectoryResponse::Deleted
@@ -239,6 +283,16 @@ impl DirectoryState {
                 }
                 DirectoryResponse::Leases(answers)
             }
+            DirectoryCommand::Access { op, now_ms } => {
+                let mut changes = super::access::AccessChanges::default();
+                match data.access.apply(op, now_ms, &mut changes) {
+                    Ok(outcome) => {
+                        store_access(data, changes, batch);
+                        DirectoryResponse::Access(outcome)
+                    }
+                    Err(refusal) => DirectoryResponse::Rejected(R::Access(refusal)),
+                }
+            }
             DirectoryCommand::GeoSeeded { name, group, epoch } => {
                 self.change_tenant(data, batch, &name, |t| {
                     t.mark_seeded(group, epoch);
@@ -292,9 +346,17 @@ impl Application for DirectoryState {
     fn reload(&mut self) -> Result<(), StorageError> {
         let tenants: Vec<TenantRecord> = self.scan_records(b't')?;
         let vaults: Vec<KeyVault> = self.scan_records(b'v')?;
+        let roots: Vec<super::access::AccessRoot> = self.scan_records(b'a')?;
+        let grants: Vec<(String, Vec<stratus_core::auth::RoleGrant>)> = self.scan_records(b'g')?;
+        let tokens: Vec<super::access::IssuedToken> = self.scan_records(b'k')?;
         self.view.write(|data| {
             data.tenants = tenants.into_iter().map(|t| (t.name.clone(), t)).collect();
             data.vaults = vaults.into_iter().map(|v| (v.tenant.clone(), v)).collect();
+            data.access = super::access::AccessData {
+                root: roots.into_iter().next(),
+                grants: grants.into_iter().collect(),
+                tokens: tokens.into_iter().map(|t| (t.id, t)).collect(),
+            };
         });
         for tenant in self
             .view

@@ -463,11 +463,14 @@ pub async fn auto_round(node: &StratusNode, watch: &mut BTreeMap<String, u64>) {
             tenant,
             "primary silent past the automatic-failover policy: failing over"
         );
+        let resource = format!("tenant {tenant}");
         match failover(node, &tenant, false).await {
             Ok(_) => {
+                node.audit_event(&tenant, "AutoFailover", resource, "ok");
                 watch.remove(&tenant);
             }
             Err(e) => {
+                node.audit_event(&tenant, "AutoFailover", resource, e.code());
                 tracing::warn!(tenant, error = %e, "automatic failover did not happen");
                 watch.insert(tenant, now_ms);
             }

@@ -130,6 +130,8 @@ fn written_tenant(command: &ObjectCommand) -> Option<&str> {
         | ObjectCommand::GeoSeedDone { .. }
         | ObjectCommand::GeoAcked { .. }
         | ObjectCommand::Recover { .. } => None,
+        // Audit records join the chain wherever the tenant's group is (not shipped).
+        ObjectCommand::Audit { .. } => None,
     }
 }
 
@@ -716,6 +718,7 @@ impl ObjectStore {
                         key,
                     };
                     batch.remove(layout::object(group, &id.tenant, &id.container, &id.key));
+                    self.count(&id.tenant, -(meta.size as i64), -1);
                     self.drop_version(batch, &meta)?;
                 }
                 batch.remove(layout::container(group, &tenant, &name));

@@ -259,6 +259,16 @@ pub enum ObjectCommand {
     },
     /// Installs versions recovered from a former primary (a reprotect), as they are.
     Recover { ops: Vec<geo::GeoOp> },
+    /// Appends audit events to the tenant's hash chain: batch `batch` of node
+    /// `node` in its run `incarnation` (a batch a node sends again after a lost
+    /// answer is applied once).
+    Audit {
+        tenant: String,
+        node: u64,
+        incarnation: u64,
+        batch: u64,
+        events: Vec<stratus_core::audit::AuditEvent>,
+    },
 }
 
 impl ObjectCommand {
@@ -310,6 +320,27 @@ pub enum ObjectResponse {
     Role(Box<geo::TenantRole>),
     /// A secondary's answer to shipped entries or seed operations.
     Geo(geo::GeoReply),
+    /// The audit chain's last record after an `Audit` command.
+    Audited {
+        seq: u64,
+    },
+}
+
+/// The end of a tenant's audit chain, and the last batch applied per node (so a
+/// batch sent again is not appended twice).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    /// Node → (incarnation, last batch applied).
+    pub batches: std::collections::BTreeMap<u64, (u64, u64)>,
+}
+
+/// What a tenant stores in a group: bytes and count of its current versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantUsage {
+    pub bytes: u64,
+    pub objects: u64,
 }
 
 pub(crate) mod layout {
@@ -404,6 +435,37 @@ pub(crate) mod layout {
         k.push(b'x');
         k.extend_from_slice(tenant.as_bytes());
         k.push(0);
+        k
+    }
+
+    /// Record `seq` of a tenant's audit chain.
+    pub fn audit(group: u64, tenant: &str, seq: u64) -> Vec<u8> {
+        let mut k = audit_prefix(group, tenant);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    pub fn audit_prefix(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'u');
+        k.extend_from_slice(tenant.as_bytes());
+        k.push(0);
+        k
+    }
+
+    /// A tenant's usage ([`super::TenantUsage`]).
+    pub fn usage(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'q');
+        k.extend_from_slice(tenant.as_bytes());
+        k
+    }
+
+    /// The head of a tenant's audit chain ([`super::AuditHead`]).
+    pub fn audit_head(group: u64, tenant: &str) -> Vec<u8> {
+        let mut k = keys::app(group);
+        k.push(b'U');
+        k.extend_from_slice(tenant.as_bytes());
         k
     }
 

@@ -232,6 +232,35 @@ impl ObjectReader {
         self.get_record(&layout::container(self.group, tenant, name))
     }
 
+    /// What `tenant` stores in this group.
+    pub fn usage(&self, tenant: &str) -> Result<super::TenantUsage, StorageError> {
+        Ok(self
+            .get_record(&layout::usage(self.group, tenant))?
+            .unwrap_or_default())
+    }
+
+    /// The head of `tenant`'s audit chain (`None`: no record yet).
+    pub fn audit_head(&self, tenant: &str) -> Result<Option<super::AuditHead>, StorageError> {
+        self.get_record(&layout::audit_head(self.group, tenant))
+    }
+
+    /// Up to `limit` audit records of `tenant` after `after_seq`, in order.
+    pub fn audit_records(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<stratus_core::audit::AuditRecord>, StorageError> {
+        let start = layout::audit(self.group, tenant, after_seq.saturating_add(1));
+        let end = keys::prefix_end(&layout::audit_prefix(self.group, tenant))
+            .unwrap_or_else(|| keys::app_end(self.group));
+        self.engine
+            .scan(Bound::Included(&start), Bound::Excluded(&end), limit)?
+            .iter()
+            .map(|(k, v)| Self::decode_record(k, v))
+            .collect()
+    }
+
     /// Every container of every tenant in this group.
     pub fn all_containers(&self) -> Result<Vec<ContainerRecord>, StorageError> {
         let mut prefix = keys::app(self.group);

@@ -45,6 +45,9 @@ pub struct ObjectStore {
     compacting: Option<(u64, u64)>,
     /// Compacted inline segments to remove once the engine is synced.
     removable: Vec<u64>,
+    /// Changes to tenants' usage (bytes, objects) by the command being applied,
+    /// stored when it ends.
+    usage_delta: std::collections::BTreeMap<String, (i64, i64)>,
 }
 
 /// The version of an application row key (without the application prefix) that
@@ -111,7 +114,29 @@ impl ObjectStore {
             inline: None,
             compacting: None,
             removable: Vec::new(),
+            usage_delta: Default::default(),
         }
+    }
+
+    /// Notes a change of `tenant`'s usage by the command being applied.
+    pub(super) fn count(&mut self, tenant: &str, bytes: i64, objects: i64) {
+        let d = self.usage_delta.entry(tenant.to_string()).or_default();
+        d.0 += bytes;
+        d.1 += objects;
+    }
+
+    /// Stores the usage changes of the command just applied.
+    fn store_usage(&mut self, batch: &mut WriteBatch) -> Result<(), StorageError> {
+        for (tenant, (bytes, objects)) in std::mem::take(&mut self.usage_delta) {
+            let mut u = self.reader.usage(&tenant)?;
+            u.bytes = u.bytes.saturating_add_signed(bytes);
+            u.objects = u.objects.saturating_add_signed(objects);
+            batch.put(
+                layout::usage(self.group(), &tenant),
+                frame::encode(&encode(&u)),
+            );
+        }
+        Ok(())
     }
 
     /// The inline writer, opened from the stored locations on first use (reload
@@ -249,6 +274,13 @@ impl ObjectStore {
         mut meta: ObjectMeta,
         current: Option<ObjectMeta>,
     ) -> Result<ObjectResponse, StorageError> {
+        match &current {
+            None => self.count(&object.tenant, meta.size as i64, 1),
+            Some(old) if old.version != meta.version => {
+                self.count(&object.tenant, meta.size as i64 - old.size as i64, 0)
+            }
+            Some(_) => {}
+        }
         if let Some(old) = current {
             meta.created_ms = old.created_ms;
             if old.version != meta.version {
@@ -353,6 +385,7 @@ impl ObjectStore {
             &object.container,
             &object.key,
         ));
+        self.count(&object.tenant, -(current.size as i64), -1);
         self.drop_version(batch, &current)?;
         Ok(ObjectResponse::Deleted {
             version: current.version,
@@ -442,6 +475,7 @@ impl ObjectStore {
                 &id.container,
                 &id.key,
             ));
+            self.count(&id.tenant, -(meta.size as i64), -1);
             self.drop_version(batch, meta)?;
         }
         let mut containers = 0;
@@ -463,6 +497,53 @@ impl ObjectStore {
             containers,
             done: !more,
         })
+    }
+}
+
+impl ObjectStore {
+    /// Appends `events` to `tenant`'s audit chain, unless this batch of `node` was
+    /// applied already.
+    fn audit(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: &str,
+        node: u64,
+        (incarnation, number): (u64, u64),
+        events: Vec<stratus_core::audit::AuditEvent>,
+    ) -> Result<ObjectResponse, StorageError> {
+        let group = self.group();
+        let mut head = self
+            .reader
+            .audit_head(tenant)?
+            .unwrap_or_else(|| super::AuditHead {
+                hash: stratus_core::audit::genesis(tenant),
+                ..Default::default()
+            });
+        if let Some((inc, last)) = head.batches.get(&node) {
+            if *inc == incarnation && *last >= number {
+                return Ok(ObjectResponse::Audited { seq: head.seq });
+            }
+        }
+        for event in events {
+            let record = stratus_core::audit::chain(tenant, head.seq, &head.hash, event);
+            head.seq = record.seq;
+            head.hash = stratus_core::audit::parse_hash(&record.hash).ok_or_else(|| {
+                StorageError::Corrupt {
+                    key: format!("audit {tenant}"),
+                    why: "a record hash is not 32 bytes of hex".into(),
+                }
+            })?;
+            batch.put(
+                super::layout::audit(group, tenant, record.seq),
+                frame::encode(&encode(&record)),
+            );
+        }
+        head.batches.insert(node, (incarnation, number));
+        batch.put(
+            super::layout::audit_head(group, tenant),
+            frame::encode(&encode(&head)),
+        );
+        Ok(ObjectResponse::Audited { seq: head.seq })
     }
 }
 
@@ -548,10 +629,18 @@ impl Application for ObjectStore {
                 seeded,
             } => self.geo_acked(batch, &tenant, epoch, seq, last_sync_ms, seeded)?,
             ObjectCommand::Recover { ops } => self.recover(batch, ops)?,
+            ObjectCommand::Audit {
+                tenant,
+                node,
+                incarnation,
+                batch: number,
+                events,
+            } => self.audit(batch, &tenant, node, (incarnation, number), events)?,
         };
         if let Some(shipped) = shipped {
             self.record_outbox(batch, shipped, &response)?;
         }
+        self.store_usage(batch)?;
         Ok(Response::Object(response))
     }
 

@@ -9,6 +9,7 @@ use crate::node::StratusNode;
 use crate::objects::{ObjectCommand, ObjectResponse};
 use crate::raft::{Command, Response as RaftResponse};
 use std::sync::Arc;
+use stratus_core::auth::{Permissions, Resource};
 use stratus_core::names::{validate_container, validate_tenant};
 use stratus_core::placement::DIRECTORY_GROUP;
 use stratus_proto::v1 as pb;
@@ -43,6 +44,20 @@ pub(crate) fn rejection(r: DirectoryRejection) -> NodeError {
             message: m,
         },
         R::Geo(crate::directory::geo::GeoRefusal::Invalid(m)) => NodeError::InvalidArgument(m),
+        R::Access(crate::directory::access::AccessRefusal::NotFound(m)) => NodeError::NotFound {
+            code: "token-or-role-not-found",
+            message: m,
+        },
+        R::Access(crate::directory::access::AccessRefusal::Limit(m)) => {
+            NodeError::ResourceExhausted {
+                code: "access-limit",
+                message: m,
+            }
+        }
+        R::Access(crate::directory::access::AccessRefusal::State(m)) => NodeError::UnavailableFor {
+            code: "access-bootstrapping",
+            message: m,
+        },
     }
 }
 
@@ -105,6 +120,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.node
+            .allow_operator(&request, "creating a tenant", Some(&request.get_ref().name))
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.name).map_err(NodeError::from)?;
         let redundancy = convert::redundancy_from_wire(r.redundancy)?;
@@ -134,8 +152,11 @@ impl AdminService for AdminApi {
 
     async fn list_tenants(
         &self,
-        _request: Request<pb::ListTenantsRequest>,
+        request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        self.node
+            .allow_operator(&request, "listing tenants", None)
+            .await?;
         match self
             .node
             .query(DIRECTORY_GROUP, GroupQuery::Tenants)
@@ -154,6 +175,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.node
+            .allow_tenant_member(&request, &request.get_ref().name)
+            .await?;
         let name = request.into_inner().name;
         validate_tenant(&name).map_err(NodeError::from)?;
         match self
@@ -174,6 +198,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteTenantRequest>,
     ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
+        self.node
+            .allow_operator(&request, "deleting a tenant", Some(&request.get_ref().name))
+            .await?;
         let name = request.into_inner().name;
         validate_tenant(&name).map_err(NodeError::from)?;
         let tenant = self.node.tenant(&name).await?;
@@ -203,6 +230,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::Container>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::WRITE,
+                Resource::Container(&r.tenant, &r.name),
+            )
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.tenant).map_err(NodeError::from)?;
         validate_container(&r.name).map_err(NodeError::from)?;
@@ -227,12 +262,36 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
+        let caller = self
+            .node
+            .authenticate_for(
+                request.metadata(),
+                crate::auth::slot_of(&request),
+                &Resource::Tenant(&request.get_ref().tenant),
+            )
+            .await?;
         let tenant = request.into_inner().tenant;
+        // A container-scoped token lists only its own container.
+        let only = match &caller {
+            crate::auth::Caller::Token(c) if c.scope.tenant == tenant => c.scope.container.clone(),
+            _ => None,
+        };
+        let resource = match &only {
+            Some(c) => Resource::Container(&tenant, c),
+            None => Resource::Tenant(&tenant),
+        };
+        self.node
+            .authorize(&caller, Permissions::LIST, resource)
+            .await?;
         validate_tenant(&tenant).map_err(NodeError::from)?;
         let tenant = self.node.tenant(&tenant).await?;
         let containers = self.containers_of(&tenant).await?;
         Ok(Response::new(pb::ListContainersResponse {
-            containers: containers.iter().map(convert::container).collect(),
+            containers: containers
+                .iter()
+                .filter(|c| only.as_ref().is_none_or(|o| *o == c.name))
+                .map(convert::container)
+                .collect(),
         }))
     }
 
@@ -240,6 +299,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteContainerRequest>,
     ) -> Result<Response<pb::DeleteContainerResponse>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::DELETE,
+                Resource::Container(&r.tenant, &r.name),
+            )
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.tenant).map_err(NodeError::from)?;
         validate_container(&r.name).map_err(NodeError::from)?;
@@ -269,6 +336,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ResolveTenantRequest>,
     ) -> Result<Response<pb::Placement>, Status> {
+        self.node
+            .allow_tenant_member(&request, &request.get_ref().tenant)
+            .await?;
         let name = request.into_inner().tenant;
         validate_tenant(&name).map_err(NodeError::from)?;
         // Fresh from the directory's leader: a client re-resolves after its
@@ -320,6 +390,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.node
+            .allow_operator(&request, "changing a tenant", Some(&request.get_ref().name))
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.name).map_err(NodeError::from)?;
         let redundancy = convert::redundancy_from_wire_opt(r.redundancy)?;
@@ -352,6 +425,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::FailoverRequest>,
     ) -> Result<Response<pb::FailoverResponse>, Status> {
+        self.node
+            .allow_operator(&request, "a failover", Some(&request.get_ref().tenant))
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.tenant).map_err(NodeError::from)?;
         let (t, record) = crate::geo::failover::failover(&self.node, &r.tenant, r.planned).await?;
@@ -365,6 +441,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ReprotectRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
+        self.node
+            .allow_operator(&request, "a reprotect", Some(&request.get_ref().tenant))
+            .await?;
         let r = request.into_inner();
         validate_tenant(&r.tenant).map_err(NodeError::from)?;
         let t = crate::geo::failover::reprotect(&self.node, &r.tenant).await?;
@@ -373,15 +452,27 @@ impl AdminService for AdminApi {
 
     async fn cluster_status(
         &self,
-        _request: Request<pb::ClusterStatusRequest>,
+        request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        Ok(Response::new(status::cluster_status(&self.node).await))
+        // Any caller may learn the nodes (the SDK discovers the cluster this way);
+        // which tenants live where is for the operator only.
+        let caller = self.node.authenticate(request.metadata()).await?;
+        let mut status = status::cluster_status(&self.node).await;
+        if !caller.is_operator() {
+            for g in &mut status.groups {
+                g.tenants.clear();
+            }
+        }
+        Ok(Response::new(status))
     }
 
     async fn metrics(
         &self,
-        _request: Request<pb::MetricsRequest>,
+        request: Request<pb::MetricsRequest>,
     ) -> Result<Response<pb::MetricsResponse>, Status> {
+        self.node
+            .allow_operator(&request, "reading metrics", None)
+            .await?;
         Ok(Response::new(pb::MetricsResponse {
             node_id: self.node.id,
             text: self.node.metrics.render(self.node.id),

@@ -11,6 +11,7 @@ use crate::error::{NodeError, NodeResult};
 use crate::forward::{GroupAnswer, GroupQuery, KeyUsage};
 use crate::node::StratusNode;
 use std::sync::Arc;
+use stratus_core::auth::{Permissions, Resource};
 use stratus_core::crypto::SecretKey;
 use stratus_core::names::validate_tenant;
 use stratus_core::placement::DIRECTORY_GROUP;
@@ -25,7 +26,40 @@ pub struct KeyApi {
     pub node: Arc<StratusNode>,
 }
 
+/// Key requests name their tenant.
+trait KeyTenant {
+    fn tenant(&self) -> &str;
+}
+
+macro_rules! key_tenant {
+    ($($t:ty),*) => {$(
+        impl KeyTenant for $t {
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+        }
+    )*};
+}
+key_tenant!(
+    pb::KeyRequest,
+    pb::ImportKeyRequest,
+    pb::DeleteKeysRequest,
+    pb::RetireKeyRequest
+);
+
 impl KeyApi {
+    /// Key operations are the tenant's Owners' (or the operator's).
+    async fn gate<T: KeyTenant>(&self, request: &Request<T>) -> NodeResult<()> {
+        self.node
+            .allow(
+                request,
+                Permissions::MANAGE,
+                Resource::Tenant(request.get_ref().tenant()),
+            )
+            .await
+            .map(|_| ())
+    }
+
     async fn vault(&self, tenant: &str) -> NodeResult<KeyVault> {
         validate_tenant(tenant)?;
         match self
@@ -161,6 +195,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         let vault = self.vault(&request.into_inner().tenant).await?;
         Ok(Response::new(self.info(&vault).await?))
     }
@@ -169,6 +204,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         let tenant = request.into_inner().tenant;
         let kek = self.node.rng.secret_key();
         Ok(Response::new(
@@ -180,6 +216,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::ImportKeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         let r = request.into_inner();
         let kek = SecretKey::from_slice(&r.key_material).map_err(|_| {
             NodeError::InvalidArgument(format!(
@@ -197,6 +234,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         Ok(Response::new(
             self.apply(&request.into_inner().tenant, KeyOp::Revoke)
                 .await?,
@@ -207,6 +245,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         Ok(Response::new(
             self.apply(&request.into_inner().tenant, KeyOp::Restore)
                 .await?,
@@ -217,6 +256,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::DeleteKeysRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         let r = request.into_inner();
         let min_ms = self.node.settings.key_retention_min.as_millis() as u64;
         let retention_ms = match r.retention_seconds {
@@ -242,6 +282,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         Ok(Response::new(
             self.apply(&request.into_inner().tenant, KeyOp::Recover)
                 .await?,
@@ -252,6 +293,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::RetireKeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         let r = request.into_inner();
         let vault = self.vault(&r.tenant).await?;
         let t = &r.tenant;
@@ -304,6 +346,7 @@ impl KeyService for KeyApi {
         &self,
         request: Request<pb::KeyRequest>,
     ) -> Result<Response<pb::KeyInfo>, Status> {
+        self.gate(&request).await?;
         Ok(Response::new(
             self.apply(&request.into_inner().tenant, KeyOp::Purge)
                 .await?,

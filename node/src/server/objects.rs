@@ -13,6 +13,7 @@ use crate::objects::{Layout, ObjectCommand, ObjectId, ObjectMeta, ObjectResponse
 use crate::raft::{Command, Response as RaftResponse};
 use futures::stream::BoxStream;
 use std::sync::Arc;
+use stratus_core::auth::{Permissions, Resource};
 use stratus_core::crypto::envelope::{sealed_len, ContentCipher};
 use stratus_core::crypto::CryptoError;
 use stratus_core::limits::{LIST_PAGE_DEFAULT, LIST_PAGE_MAX, STORAGE_CHUNK_BYTES};
@@ -314,7 +315,9 @@ impl ObjectService for ObjectApi {
         &self,
         request: Request<Streaming<pb::PutRequest>>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let info = super::put::put(self, request.into_inner()).await?;
+        let (md, extensions, stream) = request.into_parts();
+        let slot = extensions.get::<crate::audit::AuditSlot>();
+        let info = super::put::put(self, &md, slot, stream).await?;
         Ok(Response::new(pb::PutResponse { object: Some(info) }))
     }
 
@@ -324,6 +327,14 @@ impl ObjectService for ObjectApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<Self::GetObjectStream>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::READ,
+                Resource::Object(&r.tenant, &r.container, &r.key),
+            )
+            .await?;
         let r = request.into_inner();
         let t = self
             .target(
@@ -364,6 +375,14 @@ impl ObjectService for ObjectApi {
         &self,
         request: Request<pb::HeadRequest>,
     ) -> Result<Response<pb::ObjectInfo>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::READ,
+                Resource::Object(&r.tenant, &r.container, &r.key),
+            )
+            .await?;
         let r = request.into_inner();
         let t = self
             .target(
@@ -383,6 +402,14 @@ impl ObjectService for ObjectApi {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::DELETE,
+                Resource::Object(&r.tenant, &r.container, &r.key),
+            )
+            .await?;
         let r = request.into_inner();
         let t = self
             .target(&r.tenant, &r.container, Some(&r.key), Access::Write)
@@ -427,6 +454,14 @@ impl ObjectService for ObjectApi {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let r = request.get_ref();
+        self.node
+            .allow(
+                &request,
+                Permissions::LIST,
+                Resource::Listing(&r.tenant, &r.container, &r.prefix),
+            )
+            .await?;
         let r = request.into_inner();
         let t = self
             .target(&r.tenant, &r.container, None, read_access(r.consistency))

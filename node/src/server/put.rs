@@ -26,6 +26,7 @@ use crate::objects::{Conditions, Layout, ObjectCommand, ObjectId, ObjectMeta, Ob
 use crate::raft::{Command, Response as RaftResponse};
 use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
+use stratus_core::auth::{Permissions, Resource};
 use stratus_core::crypto::envelope::KeySource;
 use stratus_core::limits::{CLIENT_CHUNK_BYTES_MAX, INLINE_BYTES_MAX, STORAGE_CHUNK_BYTES};
 use stratus_core::names::{validate_content_type, validate_metadata};
@@ -56,6 +57,9 @@ struct Upload<'a> {
     chunk_crcs: Vec<u32>,
     /// How long the commit entry took to be committed and applied (for tracing).
     propose_us: u64,
+    /// Bytes this object may reach before its tenant's quota is exceeded.
+    quota_room: u64,
+    quota_max: u64,
 }
 
 impl Upload<'_> {
@@ -76,6 +80,9 @@ impl Upload<'_> {
         self.size += chunk.data.len() as u64;
         if self.size > max {
             return Err(too_large(self.size, max));
+        }
+        if self.size > self.quota_room {
+            return Err(over_bytes_quota(&self.object_id.tenant, self.quota_max));
         }
         self.crc.update(&chunk.data);
         self.buffer.extend_from_slice(&chunk.data);
@@ -194,7 +201,25 @@ fn too_large(size: u64, max: u64) -> NodeError {
     NodeError::ResourceExhausted { code: "object-too-large", message: format!("the object is {size} bytes or more, over this cluster's maximum object size of {max} bytes; nothing was stored") }
 }
 
+fn over_bytes_quota(tenant: &str, max: u64) -> NodeError {
+    NodeError::ResourceExhausted {
+        code: "tenant-bytes-quota",
+        message: format!(
+            "tenant {tenant:?} would store more than its quota of {max} bytes (tenant_bytes_max); delete objects first; nothing was stored"
+        ),
+    }
+}
+
 fn interrupted(status: tonic::Status) -> NodeError {
+    if super::limits::is_too_large(&status) {
+        return NodeError::ResourceExhausted {
+            code: "message-too-large",
+            message: format!(
+                "{} (max_message_bytes): send object data in chunks of at most 1 MiB",
+                status.message()
+            ),
+        };
+    }
     NodeError::Aborted(format!(
         "the upload stream broke before its trailer ({}); nothing was stored",
         status.message()
@@ -204,6 +229,8 @@ fn interrupted(status: tonic::Status) -> NodeError {
 /// Runs one put to completion.
 pub(crate) async fn put(
     api: &ObjectApi,
+    md: &tonic::metadata::MetadataMap,
+    slot: Option<&crate::audit::AuditSlot>,
     mut stream: Streaming<pb::PutRequest>,
 ) -> NodeResult<pb::ObjectInfo> {
     let header = match stream.message().await.map_err(interrupted)? {
@@ -221,6 +248,16 @@ pub(crate) async fn put(
             ))
         }
     };
+    // Only the header is read before the caller is checked (bounded by the
+    // message size limit), so the refusal can name the object for the audit log.
+    api.node
+        .allow_with(
+            md,
+            slot,
+            Permissions::WRITE,
+            Resource::Object(&header.tenant, &header.container, &header.key),
+        )
+        .await?;
     validate_content_type(&header.content_type)?;
     let metadata: BTreeMap<String, String> = header.metadata.into_iter().collect();
     validate_metadata(&metadata)?;
@@ -237,6 +274,28 @@ pub(crate) async fn put(
             Access::Write,
         )
         .await?;
+    // The tenant's quotas, against what its group holds now (concurrent uploads
+    // can each pass this check: the overshoot is bounded by what is in flight).
+    let limits = api.node.settings.limits;
+    let reader = api.node.objects(target.group.id());
+    let usage = reader.usage(&header.tenant).map_err(NodeError::from)?;
+    let existing = reader.head(&target.id).map_err(NodeError::from)?;
+    if existing.is_none() && usage.objects >= limits.tenant_objects_max {
+        return Err(NodeError::ResourceExhausted {
+            code: "tenant-objects-quota",
+            message: format!(
+                "tenant {:?} holds {} objects, its quota (tenant_objects_max) is {}: delete objects first; nothing was stored",
+                header.tenant, usage.objects, limits.tenant_objects_max
+            ),
+        });
+    }
+    let quota_room = limits
+        .tenant_bytes_max
+        .saturating_sub(usage.bytes)
+        .saturating_add(existing.as_ref().map_or(0, |m| m.size));
+    if header.size_hint.is_some_and(|h| h > quota_room) {
+        return Err(over_bytes_quota(&header.tenant, limits.tenant_bytes_max));
+    }
     let now_ms = api.node.clock.now_ms();
     let customer = customer_key(header.encryption_key.as_deref())?;
     let version = api.node.rng.next_u128();
@@ -265,6 +324,8 @@ pub(crate) async fn put(
         fanout: None,
         chunk_crcs: Vec::new(),
         propose_us: 0,
+        quota_room,
+        quota_max: limits.tenant_bytes_max,
     };
     let conditions = Conditions {
         if_match: header.if_match,

@@ -73,6 +73,23 @@ pub fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Like [`write_atomic`], but the file is owner-only (mode 0600) from its creation.
+pub fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(content.as_bytes())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 impl DevDir {
     /// `root` made absolute, so printed paths work from anywhere.
     pub fn new(root: &Path) -> DevDir {
@@ -115,6 +132,41 @@ impl DevDir {
         file.write_all(key.as_ref())
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write the root key {}", path.display()))
+    }
+
+    /// The cluster's bootstrap operator secret (`sop1.` + 64 hex digits, mode 0600).
+    pub fn operator_secret_path(&self) -> PathBuf {
+        self.root.join("operator.secret")
+    }
+
+    /// Generates the operator secret on first use (kept afterwards: the cluster
+    /// recorded its hash at its first start) and returns it.
+    fn ensure_operator_secret(&self) -> anyhow::Result<crate::Credential> {
+        use rand::RngCore;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.operator_secret_path();
+        if !path.exists() {
+            let mut random = zeroize::Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(random.as_mut());
+            let secret = zeroize::Zeroizing::new(stratus_core::auth::operator_secret_from(&random));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create the operator secret {}", path.display()))?;
+            file.write_all(format!("{}\n", secret.as_str()).as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write the operator secret {}", path.display()))?;
+        }
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
+        let secret = stratus_core::auth::parse_operator_secret(&text)
+            .map_err(|why| anyhow!("{}: {why}", path.display()))?;
+        Ok(crate::Credential::new(&secret)?)
     }
 
     pub fn profile_path(&self) -> PathBuf {
@@ -212,15 +264,19 @@ impl DevDir {
     /// Writes every node's directory and config, and the client profile.
     pub fn write_node_files(&self, topology: &Topology) -> anyhow::Result<()> {
         self.ensure_root_key()?;
+        let operator = self.ensure_operator_secret()?;
         for id in topology.nodes().keys() {
             let dir = self.node_dir(*id);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             write_atomic(&self.node_config(*id), &node_config(*id))?;
         }
-        let profile =
-            Profile::of_endpoints(topology.nodes().values().map(|n| n.addr.clone()).collect());
-        write_atomic(&self.profile_path(), &profile.to_toml())
+        let profile = Profile {
+            token: Some(operator),
+            ..Profile::of_endpoints(topology.nodes().values().map(|n| n.addr.clone()).collect())
+        };
+        // The profile holds the operator secret: owner-only, like the secret file.
+        write_private(&self.profile_path(), &profile.to_toml())
     }
 
     /// Fails unless `id` is a node of this directory's topology.
@@ -244,7 +300,8 @@ pub fn node_config(id: NodeId) -> String {
          node_id = {id}\n\
          topology = \"../../topology.toml\"\n\
          data_dir = \"data\"\n\
-         root_key_file = \"../../root.key\"\n"
+         root_key_file = \"../../root.key\"\n\
+         operator_secret_file = \"../../operator.secret\"\n"
     )
 }
 
