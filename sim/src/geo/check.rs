@@ -562,6 +562,14 @@ pub fn expectations(
                     out.push(format!("{tenant}: fault {fault} did not happen"));
                     continue;
                 };
+                // Once failed over the tenant has no secondary (until a reprotect):
+                // its reads go to the new primary.
+                let to = record
+                    .failovers
+                    .iter()
+                    .filter(|f| &f.tenant == tenant && f.record.is_some())
+                    .map(|f| f.asked_at)
+                    .fold(to, Duration::min);
                 let reads: Vec<&Event> = events
                     .iter()
                     .filter(|e| tenant_of(&e.key) == tenant && is_workload(e))
