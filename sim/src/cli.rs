@@ -174,8 +174,14 @@ fn print_geo(g: &crate::geo::drive::GeoReport) {
         secs(f.lag_p99_s),
         ops(f.lag_p99_ops)
     );
+    if let Some((s, o)) = f.lag_max_during_faults {
+        println!("  geo lag at most {s:.3} s / {o} ops while faults lasted");
+    }
     for (tenant, s) in &f.failover_s {
         println!("  failover time of {tenant}: {s:.3} s from region down to the first write accepted in the new region");
+    }
+    for (tenant, s) in &f.failover_operator_write_s {
+        println!("  failover time of {tenant} for a client with the new placement: {s:.3} s from region down to the operator's first write accepted");
     }
     for (tenant, s) in &f.loss_window_s {
         println!("  loss window of {tenant}: the last sync time was {s:.3} s before the region went down");

@@ -75,6 +75,11 @@ fn pct(ok: usize, tried: usize) -> String {
 /// The classes of the matrix: every class.
 pub const CLASSES: [Redundancy; 6] = Redundancy::ALL;
 
+/// How long the lag may take to come back after a cut geo link heals: a 20 s
+/// backlog under the same load (a fifth of the writes chunked, their chunks pushed
+/// one after another across the 30 ms link) takes longer than 10 s to drain.
+const LINK_CUT_SETTLE: Duration = Duration::from_secs(25);
+
 /// When the operator fails a geo tenant over after its region went down.
 const FAILOVER_AFTER: Duration = Duration::from_secs(2);
 
@@ -119,7 +124,7 @@ fn cell_plan(tenant: &str, class: Redundancy, cf: &catalog::CellFault) -> GeoPla
         plan.checks.push(GeoCheck::LagGrowsAndReturns {
             tenant: tenant.to_string(),
             fault: 0,
-            settle: Duration::from_secs(10),
+            settle: LINK_CUT_SETTLE,
         });
     }
     plan
@@ -192,6 +197,10 @@ fn cell(
         faults,
     );
     opts.geo = plan;
+    if matches!(cf.fault, Fault::CutRegions { .. }) {
+        // Long enough after the heal for the lag to come back.
+        opts.after = LINK_CUT_SETTLE + Duration::from_secs(5);
+    }
     let report = scenario::run(&opts)?;
     let w = report.windows.first();
     c.acknowledged_lost = report

@@ -411,7 +411,29 @@ pub fn figures(
             Some((f.tenant.clone(), down.as_secs_f64() - synced.as_secs_f64()))
         })
         .collect();
+    let failover_operator_write_s = record
+        .failovers
+        .iter()
+        .filter(|f| !f.planned)
+        .filter_map(|f| {
+            let down = first_fault?;
+            Some((f.tenant.clone(), (f.first_write_at? - down).as_secs_f64()))
+        })
+        .collect();
+    let during: Vec<&LagSample> = record
+        .lag
+        .iter()
+        .filter(|s| in_any(s.at, spans, Duration::ZERO))
+        .collect();
+    let lag_max_during_faults = (!during.is_empty()).then(|| {
+        (
+            during.iter().map(|s| s.lag_seconds).fold(0.0, f64::max),
+            during.iter().map(|s| s.lag_operations).max().unwrap_or(0),
+        )
+    });
     GeoFigures {
+        lag_max_during_faults,
+        failover_operator_write_s,
         loss_window_s,
         steady_samples: steady.len(),
         lag_p50_s: percentile(&secs, 0.5),
@@ -540,6 +562,14 @@ pub fn expectations(
                     out.push(format!("{tenant}: fault {fault} did not happen"));
                     continue;
                 };
+                // Once failed over the tenant has no secondary (until a reprotect):
+                // its reads go to the new primary.
+                let to = record
+                    .failovers
+                    .iter()
+                    .filter(|f| &f.tenant == tenant && f.record.is_some())
+                    .map(|f| f.asked_at)
+                    .fold(to, Duration::min);
                 let reads: Vec<&Event> = events
                     .iter()
                     .filter(|e| tenant_of(&e.key) == tenant && is_workload(e))

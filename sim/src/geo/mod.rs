@@ -104,6 +104,8 @@ pub struct FailoverDone {
     /// When the operator first asked, and when the failover answered (sim time).
     pub asked_at: Duration,
     pub done_at: Duration,
+    /// When the operator's own write after the failover was acknowledged.
+    pub first_write_at: Option<Duration>,
     pub attempts: u32,
     pub tenant_after: Option<TenantInfo>,
     pub record: Option<FailoverInfo>,
@@ -200,9 +202,14 @@ pub struct GeoFigures {
     pub lag_p99_s: Option<f64>,
     pub lag_p50_ops: Option<u64>,
     pub lag_p99_ops: Option<u64>,
+    /// The largest lag any sample showed while a fault lasted (seconds, operations).
+    pub lag_max_during_faults: Option<(f64, u64)>,
     /// Per unplanned failover: region loss (the first fault) until the tenant's
     /// first write acknowledged afterwards, in seconds.
     pub failover_s: Vec<(String, f64)>,
+    /// Per unplanned failover: region loss until the operator's own first write
+    /// (sent right after the failover answered) was acknowledged, in seconds.
+    pub failover_operator_write_s: Vec<(String, f64)>,
     /// Per failover: the operator's call, from asking to the answer, in seconds.
     pub failover_call_s: Vec<(String, f64)>,
     /// Per unplanned failover: region loss minus the reported last sync time, in

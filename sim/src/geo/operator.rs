@@ -11,7 +11,7 @@ use crate::workload::{self, Control, CONTAINER};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_client::{Client, Consistency, Error};
+use stratus_client::{Client, Consistency, Error, PutOptions};
 
 /// Attempts of a failover or reprotect while it is refused, at most.
 const ATTEMPTS_MAX: u32 = 20;
@@ -21,6 +21,8 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 /// How often the fence probe tries the old region.
 const PROBE_EVERY: Duration = Duration::from_millis(300);
+/// Longest the operator tries to write after a failover.
+const FIRST_WRITE_MAX: Duration = Duration::from_secs(30);
 /// Longest the final step waits for a geo copy to be live with zero lag.
 const IN_SYNC_MAX: Duration = Duration::from_secs(90);
 
@@ -55,12 +57,15 @@ async fn failover(endpoints: &[String], tenant: String, planned: bool, log: GeoL
     for attempt in 1..=ATTEMPTS_MAX {
         match client.failover(&tenant, planned).await {
             Ok((t, f)) => {
+                let done_at = now();
+                let first_write_at = first_write(&client, &tenant).await;
                 log.with(|r| {
                     r.failovers.push(FailoverDone {
                         tenant: tenant.clone(),
                         planned,
                         asked_at,
-                        done_at: now(),
+                        done_at,
+                        first_write_at,
                         attempts: attempt,
                         tenant_after: Some(t),
                         record: Some(f),
@@ -82,12 +87,37 @@ async fn failover(endpoints: &[String], tenant: String, planned: bool, log: GeoL
             planned,
             asked_at,
             done_at: now(),
+            first_write_at: None,
             attempts: ATTEMPTS_MAX,
             tenant_after: None,
             record: None,
             error,
         })
     });
+}
+
+/// The operator's own write right after the failover answered (a client that
+/// knows the new placement), retried until acknowledged: when the new primary
+/// first accepted a write, without the workload clients' stale routes.
+async fn first_write(client: &Client, tenant: &str) -> Option<Duration> {
+    let until = now() + FIRST_WRITE_MAX;
+    while now() < until {
+        let data = content(u64::MAX, 16);
+        let put = client
+            .put_bytes(
+                tenant,
+                CONTAINER,
+                "failover-probe",
+                data,
+                PutOptions::default(),
+            )
+            .await;
+        if put.is_ok() {
+            return Some(now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 async fn reprotect(endpoints: &[String], tenant: String, log: GeoLog) {

@@ -190,6 +190,7 @@ fn reprotected(recovered: Vec<(&str, Outcome)>, count: u64) -> GeoRecord {
             planned: false,
             asked_at: Duration::from_millis(300),
             done_at: Duration::from_millis(500),
+            first_write_at: None,
             attempts: 1,
             tenant_after: None,
             record: None,
