@@ -735,7 +735,8 @@ async fn fail_over_a_cut_off_region(
         .connect(deploy::BACKBONE_NETWORK, &west_services)
         .await?;
     let reconnected = Instant::now();
-    let (refused_back, unreachable_back) = probe_fenced(&west_addrs, operator.expose(), GRS).await?;
+    let (refused_back, unreachable_back) =
+        probe_fenced(&west_addrs, operator.expose(), GRS).await?;
     say!(
         "old primary fenced: cut off {refused_cut} writes refused ({unreachable_cut} unreachable), \
          reconnected {refused_back} refused ({unreachable_back} unreachable), none acknowledged"
