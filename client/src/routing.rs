@@ -11,7 +11,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::model::Placement;
 use crate::retry::{Attempts, Failure};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::RwLock;
@@ -25,6 +25,8 @@ const TENANT_NOT_FOUND_CODE: &str = "tenant-not-found";
 #[derive(Debug, Default)]
 pub(crate) struct PlacementCache {
     by_tenant: RwLock<HashMap<String, Placement>>,
+    /// Members found unreachable since the tenant's placement was resolved.
+    unreachable: RwLock<HashMap<String, HashSet<String>>>,
 }
 
 impl PlacementCache {
@@ -44,11 +46,19 @@ impl PlacementCache {
         self.read().get(tenant).cloned()
     }
 
+    fn unreachable(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HashSet<String>>> {
+        self.unreachable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn insert(&self, p: Placement) {
+        self.unreachable().remove(&p.tenant);
         self.write().insert(p.tenant.clone(), p);
     }
 
     pub(crate) fn remove(&self, tenant: &str) {
+        self.unreachable().remove(tenant);
         self.write().remove(tenant);
     }
 
@@ -56,7 +66,30 @@ impl PlacementCache {
     /// moves it to the back of the members, so the next operation asks another
     /// member first (which names the new leader) instead of waiting out the same
     /// timeout again on a crashed or cut-off node.
+    ///
+    /// Once every member was found unreachable the placement is dropped, so the
+    /// next operation resolves the tenant again. Without that, an at-most-once put
+    /// (which ends at its first uncertain attempt) never got past the members of
+    /// a primary region that died: after a failover the clients kept rotating
+    /// through the dead members until that region came back (found by the
+    /// simulation's region-failover scenario).
     fn forget_unreachable(&self, tenant: &str, addr: &str) {
+        let is_member = self
+            .get(tenant)
+            .is_some_and(|p| p.members.iter().any(|m| m.addr == addr));
+        if is_member {
+            let all_down = {
+                let mut u = self.unreachable();
+                let set = u.entry(tenant.to_owned()).or_default();
+                set.insert(addr.to_owned());
+                self.get(tenant)
+                    .is_some_and(|p| p.members.iter().all(|m| set.contains(&m.addr)))
+            };
+            if all_down {
+                self.remove(tenant);
+                return;
+            }
+        }
         if let Some(p) = self.write().get_mut(tenant) {
             if p.leader_addr.as_deref() == Some(addr) {
                 p.leader_addr = None;
@@ -397,5 +430,36 @@ mod tests {
             placement_addrs(&cache.get("acme").expect("cached")),
             ["b:2", "c:3", "a:1"]
         );
+        // Every member has gone silent (its region is down, the tenant may have
+        // failed over): the placement goes, so the next operation resolves again.
+        cache.forget_unreachable("acme", "b:2");
+        assert!(
+            cache.get("acme").is_none(),
+            "all three members were unreachable"
+        );
+        // A fresh placement starts with a clean slate.
+        cache.insert(p_again());
+        cache.forget_unreachable("acme", "a:1");
+        assert!(cache.get("acme").is_some());
+    }
+
+    fn p_again() -> Placement {
+        Placement {
+            tenant: "acme".into(),
+            group_id: 1,
+            members: ["a:1", "b:2", "c:3"]
+                .iter()
+                .zip(1..)
+                .map(|(a, i)| Member {
+                    node_id: i,
+                    addr: (*a).into(),
+                })
+                .collect(),
+            leader_id: None,
+            leader_addr: None,
+            secondary_group_id: None,
+            secondary_members: vec![],
+            read_access: false,
+        }
     }
 }

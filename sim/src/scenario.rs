@@ -267,6 +267,16 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<RunReport> {
         }
     }
     let raw = history.events();
+    if let Ok(path) = std::env::var("STRATUS_SIM_HISTORY") {
+        // For a look at every operation of a run (one JSON object per line).
+        let lines: Vec<String> = raw
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .collect();
+        if let Err(e) = std::fs::write(&path, lines.join("\n")) {
+            tracing::warn!(%path, error = %e, "cannot write the history");
+        }
+    }
     // Availability is what clients saw, before any failover's re-reading.
     let windows = windows(&opts.workload, &raw, &spans);
     let (events, geo) = if geo_run {
