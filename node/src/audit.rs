@@ -15,7 +15,8 @@
 //!   batch sent again after a lost answer is appended once.
 //!
 //! Bounds: at most [`AUDIT_QUEUE_MAX`] events wait on a node (beyond, events are
-//! dropped and counted in `stratus_audit_dropped_total`, with a warning); a batch
+//! dropped and counted in `AuditSink::dropped`, with a warning; not exported as
+//! a metric yet); a batch
 //! holds at most [`AUDIT_BATCH_MAX`] events. An event is durable once its batch
 //! committed, within about [`AUDIT_FLUSH_EVERY`]: a node that crashes loses the
 //! events it had not sent yet.
