@@ -44,13 +44,20 @@ pub(crate) fn is_transient(e: &Error) -> bool {
             | Error::Unavailable { .. }
             | Error::Transport { .. }
             | Error::DeadlineExceeded { .. }
-    )
+    ) || is_shed(e)
+}
+
+/// A node refused the request before serving it because this connection had
+/// too many requests in service (`requests_per_connection_max`): safe to send
+/// again after a pause. (Quotas and size limits carry a Stratus code and are not.)
+pub(crate) fn is_shed(e: &Error) -> bool {
+    matches!(e, Error::ResourceExhausted { code: None, message } if message.contains("Too many active requests"))
 }
 
 /// Failures that guarantee the node did nothing (see
-/// [`Error::rejected_before_acting`]).
+/// [`Error::rejected_before_acting`]), or a request shed by the connection limit.
 pub(crate) fn is_rejected_before_acting(e: &Error) -> bool {
-    e.rejected_before_acting()
+    e.rejected_before_acting() || is_shed(e)
 }
 
 /// One failed attempt, and whether the operation allows another.
@@ -209,5 +216,15 @@ mod tests {
         assert!(RetryClass::Mutation.allows(&unsent));
         assert!(!RetryClass::Mutation.allows(&sent));
         assert!(!RetryClass::Read.allows(&precondition));
+        let shed = Error::ResourceExhausted {
+            message: "Too many active requests for the connection".into(),
+            code: None,
+        };
+        let quota = Error::ResourceExhausted {
+            message: "tenant \"t\" holds 5 objects".into(),
+            code: Some("tenant-objects-quota".into()),
+        };
+        assert!(RetryClass::Mutation.allows(&shed) && RetryClass::Read.allows(&shed));
+        assert!(!RetryClass::Read.allows(&quota) && !RetryClass::Mutation.allows(&quota));
     }
 }

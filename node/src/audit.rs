@@ -15,7 +15,8 @@
 //!   batch sent again after a lost answer is appended once.
 //!
 //! Bounds: at most [`AUDIT_QUEUE_MAX`] events wait on a node (beyond, events are
-//! dropped and counted in `stratus_audit_dropped_total`, with a warning); a batch
+//! dropped and counted in `AuditSink::dropped`, with a warning; not exported as
+//! a metric yet); a batch
 //! holds at most [`AUDIT_BATCH_MAX`] events. An event is durable once its batch
 //! committed, within about [`AUDIT_FLUSH_EVERY`]: a node that crashes loses the
 //! events it had not sent yet.
@@ -281,5 +282,42 @@ where
             }
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_name_the_grpc_and_stratus_codes() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(result_of(&h), "ok");
+        h.insert("grpc-status", "7".parse().unwrap());
+        assert_eq!(result_of(&h), "PermissionDenied");
+        h.insert(
+            stratus_proto::ERROR_CODE_KEY,
+            "access-denied".parse().unwrap(),
+        );
+        assert_eq!(result_of(&h), "PermissionDenied/access-denied");
+        h.insert("grpc-status", "0".parse().unwrap());
+        assert_eq!(result_of(&h), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let sink = AuditSink::new(1);
+        let event = AuditEvent {
+            time_ms: 1,
+            principal: "anonymous".into(),
+            operation: "GetObject".into(),
+            resource: "object t/c/k".into(),
+            result: "ok".into(),
+            node: 1,
+        };
+        for _ in 0..AUDIT_QUEUE_MAX + 10 {
+            sink.record("acme", event.clone());
+        }
+        assert_eq!(sink.dropped(), 10);
     }
 }

@@ -198,3 +198,121 @@ pub fn message_too_large(limit: usize) -> String {
         "a message is larger than this node's limit of {limit} bytes (max_message_bytes): send object data in chunks of at most 1 MiB (the SDK and CLI do)"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Service, ServiceExt};
+
+    fn limited(
+        delay: Duration,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Limited<
+        tower::util::BoxCloneService<
+            http::Request<()>,
+            http::Response<String>,
+            std::convert::Infallible,
+        >,
+    > {
+        let inner = tower::service_fn(move |_r: http::Request<()>| async move {
+            tokio::time::sleep(delay).await;
+            let mut response = http::Response::new(String::new());
+            for (k, v) in headers {
+                response
+                    .headers_mut()
+                    .insert(*k, v.parse().expect("header"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        Limited {
+            inner: tower::util::BoxCloneService::new(inner),
+            limits: ServiceLimits {
+                request_deadline: Duration::from_secs(1),
+                ..ServiceLimits::default()
+            },
+        }
+    }
+
+    fn status_of(r: &http::Response<String>) -> (String, String) {
+        let get = |k: &str| {
+            r.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        (get("grpc-status"), get(stratus_proto::ERROR_CODE_KEY))
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        http::Request::builder()
+            .uri(path)
+            .body(())
+            .expect("request")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_unary_calls_but_not_uploads_or_peer_calls() {
+        let mut s = limited(Duration::from_secs(5), &[]);
+        let r = s
+            .ready()
+            .await
+            .unwrap()
+            .call(request("/stratus.v1.AdminService/ListTenants"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r), ("4".into(), "deadline-exceeded".into()));
+        for exempt in [
+            "/stratus.v1.ObjectService/PutObject",
+            "/stratus.v1.ObjectService/GetObject",
+            "/stratus.v1.PeerService/Raft",
+        ] {
+            let r = s
+                .ready()
+                .await
+                .unwrap()
+                .call(request(exempt))
+                .await
+                .unwrap();
+            assert_eq!(status_of(&r).0, "", "{exempt} was cut");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn oversized_metadata_and_messages_are_resource_exhausted_naming_the_limit() {
+        let mut s = limited(Duration::ZERO, &[]);
+        let mut big = request("/stratus.v1.ObjectService/HeadObject");
+        big.headers_mut()
+            .insert("x-pad", "p".repeat(20_000).parse().unwrap());
+        let r = s.ready().await.unwrap().call(big).await.unwrap();
+        assert_eq!(status_of(&r), ("8".into(), "metadata-too-large".into()));
+        let mut s = limited(
+            Duration::ZERO,
+            &[
+                ("grpc-status", "11"),
+                (
+                    "grpc-message",
+                    "Error,%20decoded%20message%20length%20too%20large",
+                ),
+            ],
+        );
+        let r = s
+            .ready()
+            .await
+            .unwrap()
+            .call(request("/stratus.v1.AdminService/CreateContainer"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r), ("8".into(), "message-too-large".into()));
+        // Other OutOfRange answers (a byte range) pass unchanged.
+        let mut s = limited(Duration::ZERO, &[("grpc-status", "11")]);
+        let r = s
+            .ready()
+            .await
+            .unwrap()
+            .call(request("/stratus.v1.ObjectService/GetObject"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&r).0, "11");
+    }
+}
