@@ -232,23 +232,7 @@ impl Client {
         F: Fn(AdminServiceClient<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let timeout = self.inner.config.request_timeout;
-        self.routed(Route::Any, op, |addr, remaining| {
-            let client = self.inner.channels.admin(&addr);
-            let fut = client.map(&call);
-            async move {
-                let fut = fut.map_err(Failure::Fatal)?;
-                let attempt = async {
-                    fut.await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| Error::from_status(&s, &addr))
-                };
-                with_timeout(timeout.min(remaining), &addr, attempt)
-                    .await
-                    .map_err(|e| Failure::classify(e, class))
-            }
-        })
-        .await
+        self.any_node_call(op, class, Channels::admin, call).await
     }
 
     /// Runs a unary key-service call on any node, with retries of class `class`.
@@ -262,23 +246,7 @@ impl Client {
         F: Fn(KeyServiceClient<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let timeout = self.inner.config.request_timeout;
-        self.routed(Route::Any, op, |addr, remaining| {
-            let client = self.inner.channels.keys(&addr);
-            let fut = client.map(&call);
-            async move {
-                let fut = fut.map_err(Failure::Fatal)?;
-                let attempt = async {
-                    fut.await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| Error::from_status(&s, &addr))
-                };
-                with_timeout(timeout.min(remaining), &addr, attempt)
-                    .await
-                    .map_err(|e| Failure::classify(e, class))
-            }
-        })
-        .await
+        self.any_node_call(op, class, Channels::keys, call).await
     }
 
     /// Runs a unary access-service call on any node, with retries of class `class`.
@@ -292,9 +260,25 @@ impl Client {
         F: Fn(AccessServiceClient<Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.any_node_call(op, class, Channels::access, call).await
+    }
+
+    /// Runs a unary call on any node through the service client `connect` makes
+    /// for an address, within the request timeout, with retries of class `class`.
+    async fn any_node_call<C, T, F, Fut>(
+        &self,
+        op: &'static str,
+        class: RetryClass,
+        connect: fn(&Channels, &str) -> Result<C, Error>,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(C) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let timeout = self.inner.config.request_timeout;
         self.routed(Route::Any, op, |addr, remaining| {
-            let client = self.inner.channels.access(&addr);
+            let client = connect(&self.inner.channels, &addr);
             let fut = client.map(&call);
             async move {
                 let fut = fut.map_err(Failure::Fatal)?;

@@ -138,6 +138,47 @@ impl AccessApi {
         self.node.tenant(tenant).await?;
         Ok(caller)
     }
+
+    /// Grants (`grant`) or revokes one role assignment of `tenant` for an
+    /// authorized `caller`, and answers the tenant's roles afterwards.
+    async fn change_role(
+        &self,
+        caller: &Caller,
+        tenant: String,
+        assignment: Option<pb::RoleAssignment>,
+        grant: bool,
+    ) -> Result<Response<pb::RoleList>, Status> {
+        let change = Self::assignment(assignment)?;
+        let what = format!(
+            "{} {} on {:?}",
+            change.principal,
+            change.role.as_str(),
+            change.container
+        );
+        let op = if grant {
+            AccessOp::Grant {
+                tenant: tenant.clone(),
+                grant: change,
+            }
+        } else {
+            AccessOp::Ungrant {
+                tenant: tenant.clone(),
+                grant: change,
+            }
+        };
+        match self.access_write(op).await? {
+            AccessOutcome::Grants(list) => {
+                let verb = if grant {
+                    "role granted"
+                } else {
+                    "role revoked"
+                };
+                tracing::info!(tenant = %tenant, grant = %what, by = %caller.name(), "{verb}");
+                Ok(Response::new(Self::role_list(&tenant, &list)))
+            }
+            other => Err(NodeError::Internal(format!("unexpected outcome {other:?}")).into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -314,26 +355,8 @@ impl AccessService for AccessApi {
     ) -> Result<Response<pb::RoleList>, Status> {
         let caller = self.manage(&request, &request.get_ref().tenant).await?;
         let r = request.into_inner();
-        let grant = Self::assignment(r.assignment)?;
-        let what = format!(
-            "{} {} on {:?}",
-            grant.principal,
-            grant.role.as_str(),
-            grant.container
-        );
-        match self
-            .access_write(AccessOp::Grant {
-                tenant: r.tenant.clone(),
-                grant,
-            })
-            .await?
-        {
-            AccessOutcome::Grants(list) => {
-                tracing::info!(tenant = %r.tenant, grant = %what, by = %caller.name(), "role granted");
-                Ok(Response::new(Self::role_list(&r.tenant, &list)))
-            }
-            other => Err(NodeError::Internal(format!("unexpected outcome {other:?}")).into()),
-        }
+        self.change_role(&caller, r.tenant, r.assignment, true)
+            .await
     }
 
     async fn revoke_role(
@@ -342,26 +365,8 @@ impl AccessService for AccessApi {
     ) -> Result<Response<pb::RoleList>, Status> {
         let caller = self.manage(&request, &request.get_ref().tenant).await?;
         let r = request.into_inner();
-        let grant = Self::assignment(r.assignment)?;
-        let what = format!(
-            "{} {} on {:?}",
-            grant.principal,
-            grant.role.as_str(),
-            grant.container
-        );
-        match self
-            .access_write(AccessOp::Ungrant {
-                tenant: r.tenant.clone(),
-                grant,
-            })
-            .await?
-        {
-            AccessOutcome::Grants(list) => {
-                tracing::info!(tenant = %r.tenant, grant = %what, by = %caller.name(), "role revoked");
-                Ok(Response::new(Self::role_list(&r.tenant, &list)))
-            }
-            other => Err(NodeError::Internal(format!("unexpected outcome {other:?}")).into()),
-        }
+        self.change_role(&caller, r.tenant, r.assignment, false)
+            .await
     }
 
     async fn list_roles(
