@@ -92,13 +92,63 @@ fn append_record(
     offset: u64,
     record: &SpoolRecord,
 ) -> Result<u64, StorageError> {
-    let payload = super::encode(record);
-    let mut framed = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-    framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    framed.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    framed.extend_from_slice(&payload);
+    let framed = framed_record(record);
     blobs.write_at(name, offset, &framed)?;
     Ok(framed.len() as u64)
+}
+
+/// Appends `n` as postcard's varint (LEB128: 7 bits a byte, low bits first).
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Bytes [`put_varint`] writes for `n`.
+fn varint_len(n: u64) -> usize {
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// `record` framed as `[len][crc32][postcard payload]`, the payload written here
+/// byte for byte as postcard writes it. Why by hand: the derived serialiser writes
+/// a `Vec<u8>` one byte at a time into a growing buffer, and building snapshots
+/// that way took a fifth of a replica's CPU under 4 KiB puts (profiled on the dev
+/// cluster). Here each record is sized first and copied once.
+fn framed_record(record: &SpoolRecord) -> Vec<u8> {
+    let bytes = |b: &[u8]| varint_len(b.len() as u64) + b.len();
+    let payload_len = match record {
+        SpoolRecord::Rows(rows) => {
+            varint_len(0)
+                + varint_len(rows.len() as u64)
+                + rows.iter().map(|(k, v)| bytes(k) + bytes(v)).sum::<usize>()
+        }
+        SpoolRecord::End { rows } => varint_len(1) + varint_len(*rows),
+    };
+    let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + payload_len);
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    match record {
+        SpoolRecord::Rows(rows) => {
+            put_varint(&mut out, 0);
+            put_varint(&mut out, rows.len() as u64);
+            for (k, v) in rows {
+                put_varint(&mut out, k.len() as u64);
+                out.extend_from_slice(k);
+                put_varint(&mut out, v.len() as u64);
+                out.extend_from_slice(v);
+            }
+        }
+        SpoolRecord::End { rows } => {
+            put_varint(&mut out, 1);
+            put_varint(&mut out, *rows);
+        }
+    }
+    debug_assert_eq!(out.len(), RECORD_HEADER_BYTES + payload_len);
+    let (header, payload) = out.split_at_mut(RECORD_HEADER_BYTES);
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out
 }
 
 /// Reads a spool record by record, checking every CRC and the final count.
@@ -289,5 +339,43 @@ impl AsyncSeek for BlobCursor {
 
     fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
         Poll::Ready(Ok(self.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_framed_exactly_as_postcard_encodes_them() {
+        let sizes = [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000];
+        let rows: Rows = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (vec![i as u8; n % 200], vec![0xa5; n]))
+            .collect();
+        let many: Rows = (0..300u32)
+            .map(|i| (i.to_be_bytes().to_vec(), vec![]))
+            .collect();
+        let records = [
+            SpoolRecord::Rows(rows),
+            SpoolRecord::Rows(many),
+            SpoolRecord::Rows(Vec::new()),
+            SpoolRecord::End { rows: 0 },
+            SpoolRecord::End { rows: 300 },
+            SpoolRecord::End { rows: u64::MAX },
+        ];
+        for record in &records {
+            let payload = super::super::encode(record);
+            let framed = framed_record(record);
+            assert_eq!(&framed[RECORD_HEADER_BYTES..], &payload[..]);
+            assert_eq!(framed[..4], (payload.len() as u32).to_le_bytes());
+            assert_eq!(framed[4..8], crc32fast::hash(&payload).to_le_bytes());
+        }
+        for n in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, n);
+            assert_eq!(out.len(), varint_len(n), "{n}");
+        }
     }
 }

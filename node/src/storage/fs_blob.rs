@@ -32,6 +32,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// its file each time. Least recently used goes first. A handle with unsynced writes
 /// stays open (in the dirty set) until a sync flushes it, even after eviction.
 pub const OPEN_BLOBS_MAX: usize = 64;
+/// Reads up to this long allocate what they ask for without asking the file its
+/// length first (a stored chunk frame is 256 KiB + 16).
+const READ_UNSIZED_BYTES_MAX: usize = 1024 * 1024;
 
 struct Cached {
     handle: Arc<Handle>,
@@ -263,13 +266,20 @@ impl BlobStore for FsBlobStore {
         let Some(handle) = self.handle(name, false)? else {
             return Ok(None);
         };
-        let size = handle
-            .file
-            .metadata()
-            .map_err(|e| io_err("stat", name, e))?
-            .len();
-        // Sized by what the file holds, so a huge `len` allocates nothing extra.
-        let want = size.saturating_sub(offset).min(len as u64) as usize;
+        // A huge `len` (a damaged length field, say) is sized by what the file holds,
+        // so it allocates nothing extra. Small reads (chunks, inline objects) skip
+        // the stat: a short read tells the end of the file just as well, and the
+        // extra syscall was visible per 4 KiB GET.
+        let want = if len <= READ_UNSIZED_BYTES_MAX {
+            len
+        } else {
+            let size = handle
+                .file
+                .metadata()
+                .map_err(|e| io_err("stat", name, e))?
+                .len();
+            size.saturating_sub(offset).min(len as u64) as usize
+        };
         let mut buf = vec![0u8; want];
         let mut got = 0;
         while got < want {
