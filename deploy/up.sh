@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the compose cluster (deploy/docker-compose.yml), waits until every node
-# passes its health check, and writes the client profile deploy/client-profile.toml
-# so the host's CLI reaches every node through its published port:
+# passes its health check, copies the cluster CA out of the `tls` volume (made at
+# the first start by the tls-init service) to deploy/client-profile.ca.pem, and
+# writes the client profile deploy/client-profile.toml so the host's CLI reaches
+# every node through its published port, over TLS:
 #
 #   deploy/up.sh
 #   STRATUS_PROFILE=deploy/client-profile.toml ./target/release/stratus cluster status
@@ -61,8 +63,24 @@ chmod 600 "$operator_secret"
 
 "${compose[@]}" up --detach --remove-orphans
 
-mapfile -t services < <("${compose[@]}" config --services)
+# Every service but the one-shot tls-init is a node.
+tls_service=tls-init
+mapfile -t services < <("${compose[@]}" config --services | grep -vx "$tls_service")
 [ "${#services[@]}" -gt 0 ] || die "no services in $file"
+
+# tls-init made (or found) the CA and node certificates in the `tls` volume; the
+# nodes started only after it succeeded. The host's client needs the CA.
+tls_id="$("${compose[@]}" ps -a -q "$tls_service")"
+[ -n "$tls_id" ] || die "service $tls_service has no container"
+tls_exit="$(docker inspect --format '{{.State.ExitCode}} {{.State.Status}}' "$tls_id")"
+if [ "$tls_exit" != "0 exited" ]; then
+  "${compose[@]}" logs --no-color --tail 20 "$tls_service" >&2 || true
+  die "$tls_service did not make the TLS material (exit code and state: $tls_exit)"
+fi
+ca="${profile%.toml}.ca.pem"
+docker cp "$tls_id:/etc/stratus/tls/ca.pem" "$ca.tmp" >/dev/null \
+  || die "cannot copy the cluster CA out of $tls_service"
+mv "$ca.tmp" "$ca"
 
 # Wait for every container's health check, bounded by wait_secs.
 deadline=$((SECONDS + wait_secs))
@@ -106,6 +124,9 @@ tmp="$profile.tmp"
   printf 'endpoints = [%s]\n' "$(IFS=,; echo "${endpoints[*]}" | sed 's/,/, /g')"
   echo "# The operator secret: keep this file private."
   printf 'token = "%s"\n' "$(tr -d ' \n' <"$operator_secret")"
+  echo "# The cluster's CA (made at the first start in the tls volume): nodes' TLS"
+  echo "# certificates must chain to it."
+  printf 'ca_file = "%s"\n' "$ca"
   echo
   echo "# Advertised node address -> address this host dials."
   echo "[address_map]"

@@ -19,6 +19,58 @@ use stratus_proto::v1::object_service_client::ObjectServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+/// Transport security of a [`crate::Client`]: the cluster CA every node's
+/// certificate must chain to (and be valid for the host dialled).
+#[derive(Clone)]
+pub struct TlsConfig {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl TlsConfig {
+    /// Trusts the CA certificate(s) in `pem`.
+    pub fn from_ca_pem(pem: &str) -> Result<TlsConfig, Error> {
+        let config = stratus_core::tls::client_config(pem)
+            .map_err(|e| Error::config(format!("TLS: {e}")))?;
+        Ok(TlsConfig {
+            connector: tokio_rustls::TlsConnector::from(config),
+        })
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `path`.
+    pub fn from_ca_file(path: &std::path::Path) -> Result<TlsConfig, Error> {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            Error::io(
+                format!("cannot read the cluster CA certificate {}", path.display()),
+                e,
+            )
+        })?;
+        TlsConfig::from_ca_pem(&pem).map_err(|e| Error::config(format!("{}: {e}", path.display())))
+    }
+
+    /// Runs the TLS handshake over `io`, checking the server is `addr`'s host.
+    async fn handshake(
+        &self,
+        addr: &str,
+        io: Box<dyn DialedIo>,
+    ) -> std::io::Result<Box<dyn DialedIo>> {
+        let name = stratus_core::tls::server_name_of(addr)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let stream = self.connector.connect(name, io).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("TLS handshake with {addr} failed: {e} (is the profile's ca_file this cluster's CA? a cluster run with insecure_plaintext needs --insecure)"),
+            )
+        })?;
+        Ok(Box::new(stream))
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsConfig(cluster CA)")
+    }
+}
+
 /// A byte stream a [`Dialer`] returns.
 pub trait DialedIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> DialedIo for T {}
@@ -80,6 +132,7 @@ pub(crate) type Conn = InterceptedService<Channel, AuthHeader>;
 pub(crate) struct Channels {
     connect_timeout: Duration,
     dialer: Option<Dialer>,
+    tls: Option<TlsConfig>,
     by_addr: Mutex<HashMap<String, Channel>>,
     auth: AuthHeader,
 }
@@ -95,11 +148,13 @@ impl Channels {
     pub(crate) fn new(
         connect_timeout: Duration,
         dialer: Option<Dialer>,
+        tls: Option<TlsConfig>,
         credential: Option<Credential>,
     ) -> Channels {
         Channels {
             connect_timeout,
             dialer,
+            tls,
             by_addr: Mutex::new(HashMap::new()),
             auth: AuthHeader::new(credential),
         }
@@ -125,14 +180,26 @@ impl Channels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
-        let ch = match &self.dialer {
-            None => endpoint.connect_lazy(),
-            Some(Dialer(dial)) => {
-                let dial = dial.clone();
+        let ch = match (&self.dialer, &self.tls) {
+            (None, None) => endpoint.connect_lazy(),
+            (dialer, tls) => {
+                let dial = dialer
+                    .clone()
+                    .unwrap_or_else(|| Dialer::tcp_with_address_map(BTreeMap::new()))
+                    .0;
+                let tls = tls.clone();
                 endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
                     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-                    let connecting = dial(authority);
-                    async move { connecting.await.map(hyper_util::rt::TokioIo::new) }
+                    let connecting = dial(authority.clone());
+                    let tls = tls.clone();
+                    async move {
+                        let io = connecting.await?;
+                        let io = match &tls {
+                            Some(tls) => tls.handshake(&authority, io).await?,
+                            None => io,
+                        };
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(io))
+                    }
                 }))
             }
         };

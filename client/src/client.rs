@@ -8,6 +8,7 @@ use crate::channels::Conn;
 use crate::channels::{normalize_addr, Channels};
 use crate::convert::redundancy_to_pb;
 use crate::error::Error;
+use crate::health::Unreachable;
 use crate::model::{ClusterStatus, ContainerInfo, Placement, TenantInfo};
 use crate::retry::{with_timeout, Failure, RetryClass};
 use crate::routing::{PlacementCache, Route};
@@ -19,6 +20,9 @@ use stratus_proto::v1 as pb;
 use stratus_proto::v1::access_service_client::AccessServiceClient;
 use stratus_proto::v1::admin_service_client::AdminServiceClient;
 use stratus_proto::v1::key_service_client::KeyServiceClient;
+
+/// How long discovery waits for a seed before asking the next one as well.
+const SEED_STAGGER: Duration = Duration::from_millis(250);
 
 /// Timeouts, backoff and deadline of a [`Client`].
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Opens connections in place of TCP (the simulation's network); `None`: TCP.
     pub dialer: Option<crate::channels::Dialer>,
+    /// TLS towards every node, trusting the cluster CA. `None` is plaintext, which
+    /// only a cluster run with `insecure_plaintext` (or the simulation) accepts.
+    pub tls: Option<crate::TlsConfig>,
     /// Sent on every call (`authorization: Bearer ...`): a token or the operator
     /// secret. Every call but health checks needs one.
     pub credential: Option<crate::Credential>,
@@ -59,6 +66,7 @@ impl Default for ClientConfig {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             dialer: None,
+            tls: None,
             credential: None,
             at_most_once: false,
         }
@@ -83,6 +91,8 @@ pub(crate) struct Inner {
     /// Where the next eventual read starts among a group's members.
     rotation: AtomicUsize,
     pub(crate) placements: PlacementCache,
+    /// Nodes that recently did not answer: every operation tries them last.
+    pub(crate) unreachable: Unreachable,
 }
 
 impl Client {
@@ -124,6 +134,7 @@ impl Client {
                 channels: Channels::new(
                     config.connect_timeout,
                     config.dialer.clone(),
+                    config.tls.clone(),
                     config.credential.clone(),
                 ),
                 config,
@@ -131,11 +142,13 @@ impl Client {
                 preferred: AtomicUsize::new(0),
                 rotation: AtomicUsize::new(0),
                 placements: PlacementCache::default(),
+                unreachable: Unreachable::default(),
             }),
         })
     }
 
-    /// Asks the seeds, in order, for the cluster status and remembers every node.
+    /// Asks the seeds (staggered, see `ask_seeds`) for the cluster status and
+    /// remembers every node.
     /// A cluster still starting (every seed answers Unavailable, such as while it
     /// sets up its credentials) is asked again with backoff until the deadline.
     async fn discover(&self) -> Result<(), Error> {
@@ -143,31 +156,18 @@ impl Client {
         let deadline = tokio::time::Instant::now() + self.inner.config.deadline;
         let mut pause = self.inner.config.backoff_initial;
         loop {
-            let mut last = None;
-            for addr in &seeds {
-                let call = async {
-                    let mut admin = self.inner.channels.admin(addr)?;
-                    admin
-                        .cluster_status(pb::ClusterStatusRequest {})
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|s| Error::from_status(&s, addr))
-                };
-                match with_timeout(self.inner.config.request_timeout, addr, call).await {
-                    Ok(status) => {
-                        let nodes: Vec<String> =
-                            status.nodes.iter().map(|n| n.addr.clone()).collect();
-                        tracing::debug!(%addr, nodes = nodes.len(), "discovered cluster");
-                        self.add_endpoints(nodes);
-                        return Ok(());
+            let e = match self.ask_seeds(&seeds).await {
+                Ok((addr, status)) => {
+                    let nodes: Vec<String> = status.nodes.iter().map(|n| n.addr.clone()).collect();
+                    tracing::debug!(%addr, nodes = nodes.len(), "discovered cluster");
+                    self.add_endpoints(nodes);
+                    if let Some(i) = seeds.iter().position(|s| *s == addr) {
+                        self.inner.preferred.store(i, Ordering::Relaxed);
                     }
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "seed did not answer");
-                        last = Some(e);
-                    }
+                    return Ok(());
                 }
-            }
-            let e = last.unwrap_or_else(|| Error::config("no endpoint given"));
+                Err(e) => e,
+            };
             let starting = matches!(e, Error::Unavailable { .. });
             if !starting || tokio::time::Instant::now() + pause >= deadline {
                 return Err(e);
@@ -175,6 +175,64 @@ impl Client {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(self.inner.config.backoff_max);
         }
+    }
+
+    /// Asks the seeds for the cluster status, staggered: the first seed at once,
+    /// each next one [`SEED_STAGGER`] later or as soon as an earlier one failed,
+    /// whichever comes first; the first answer wins. A seed in a region that is
+    /// down then costs the stagger, not a connect timeout. Returns the last
+    /// failure when no seed answers.
+    async fn ask_seeds(
+        &self,
+        seeds: &[String],
+    ) -> Result<(String, pb::ClusterStatusResponse), Error> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let ask = |addr: String| async move {
+            let call = async {
+                let mut admin = self.inner.channels.admin(&addr)?;
+                admin
+                    .cluster_status(pb::ClusterStatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| Error::from_status(&s, &addr))
+            };
+            let r = with_timeout(self.inner.config.request_timeout, &addr, call).await;
+            (addr, r)
+        };
+        let mut waiting = seeds.iter().cloned();
+        let mut asking = FuturesUnordered::new();
+        let mut last = None;
+        // Bounded: each turn starts a seed or ends an asked one.
+        loop {
+            let exhausted = match waiting.next() {
+                Some(addr) => {
+                    asking.push(ask(addr));
+                    false
+                }
+                None => true,
+            };
+            if asking.is_empty() {
+                break;
+            }
+            let stagger = tokio::time::sleep(SEED_STAGGER);
+            tokio::select! {
+                Some((addr, r)) = asking.next() => match r {
+                    Ok(status) => {
+                        self.note_reachable(&addr, true);
+                        return Ok((addr, status));
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "seed did not answer");
+                        if matches!(e, Error::Transport { .. }) {
+                            self.note_reachable(&addr, false);
+                        }
+                        last = Some(e);
+                    }
+                },
+                _ = stagger, if !exhausted => {}
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::config("no endpoint given")))
     }
 
     fn add_endpoints(&self, addrs: Vec<String>) {
@@ -204,12 +262,32 @@ impl Client {
         self.inner.channels.admin(addr)
     }
 
-    pub(crate) fn preferred_endpoint(&self) -> usize {
-        self.inner.preferred.load(Ordering::Relaxed)
+    /// Every known node in the order a call to any node tries them: from the one
+    /// that last answered, with the nodes that recently did not answer last.
+    pub(crate) fn endpoints_to_try(&self) -> Vec<String> {
+        let mut list = self.endpoints();
+        if !list.is_empty() {
+            let start = self.inner.preferred.load(Ordering::Relaxed) % list.len();
+            list.rotate_left(start);
+        }
+        self.inner.unreachable.order(&mut list);
+        list
     }
 
-    pub(crate) fn set_preferred_endpoint(&self, index: usize) {
-        self.inner.preferred.store(index, Ordering::Relaxed);
+    /// Remembers `addr` as the node that last answered a call to any node.
+    pub(crate) fn set_preferred_addr(&self, addr: &str) {
+        if let Some(i) = self.endpoints().iter().position(|a| a == addr) {
+            self.inner.preferred.store(i, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes whether `addr` answered (`ok`) or could not be reached.
+    pub(crate) fn note_reachable(&self, addr: &str, ok: bool) {
+        if ok {
+            self.inner.unreachable.clear(addr);
+        } else {
+            self.inner.unreachable.mark(addr);
+        }
     }
 
     /// A different starting member for each eventual read.

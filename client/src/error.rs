@@ -291,7 +291,12 @@ fn transport_message(status: &tonic::Status) -> String {
         source = err.source();
     }
     parts.retain(|p| !p.is_empty());
-    parts.join(": ")
+    let mut message = parts.join(": ");
+    // A plaintext HTTP/2 client reads a TLS node's alert as a malformed frame.
+    if message.contains("frame with invalid size") {
+        message.push_str(" (the node may speak TLS while this client talks plaintext: give the cluster's CA with --ca or the profile's ca_file instead of --insecure)");
+    }
+    message
 }
 
 fn is_connect_error(status: &tonic::Status) -> bool {

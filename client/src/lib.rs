@@ -19,7 +19,8 @@
 //! Module map: [`error`] (the error enum and the one status decoder), `convert`
 //! (every proto ↔ domain conversion), [`model`] (domain types), `channels`
 //! (one lazily connected gRPC channel per node), `retry` (backoff, deadline, what is
-//! safe to retry), `routing` (placement cache and target selection), `client`
+//! safe to retry), `routing` (placement cache and target selection), `health`
+//! (nodes that recently did not answer, tried last), `client`
 //! (connect and admin calls), `put` / `get` / `objects` (object operations),
 //! [`profile`] (profile file and endpoint precedence), [`cli`] (the `stratus`
 //! command-line program, here so other crates can build it as their own binary).
@@ -38,6 +39,7 @@ pub mod error;
 mod fake_cluster_tests;
 mod geo;
 mod get;
+mod health;
 mod keys;
 pub mod model;
 mod objects;
@@ -47,7 +49,7 @@ mod retry;
 mod routing;
 
 pub use access::{AuditPage, Identity, NewToken, RoleAssignment, TokenInfo, TokenSpec};
-pub use channels::{DialedIo, Dialer};
+pub use channels::{DialedIo, Dialer, TlsConfig};
 pub use client::{Client, ClientConfig};
 pub use credential::{Credential, TOKEN_ENV};
 pub use error::Error;

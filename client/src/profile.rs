@@ -20,6 +20,11 @@
 //! A profile may also hold the credential to send (`stratus dev` writes its
 //! cluster's operator secret there): `token = "sop1...."`.
 //!
+//! Nodes speak TLS: the profile names the cluster's CA certificate,
+//! `ca_file = "tls/ca.pem"` (relative to the profile's directory), and the client
+//! checks every node's certificate against it. Only a cluster run with
+//! `insecure_plaintext` is reached with `insecure = true` instead.
+//!
 //! Precedence, first match wins ([`resolve_endpoints`]):
 //! 1. `--endpoint` flags (repeatable, each may be comma-separated);
 //! 2. `STRATUS_ENDPOINT` (comma-separated);
@@ -56,6 +61,13 @@ pub struct Profile {
     /// writes here). `--token` and `STRATUS_TOKEN` override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<Credential>,
+    /// The cluster CA certificate (PEM) every node's certificate must chain to.
+    /// A relative path is relative to the profile file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Plaintext, without TLS: only for clusters run with `insecure_plaintext`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 impl Profile {
@@ -71,11 +83,33 @@ impl Profile {
         Ok(p)
     }
 
-    /// Reads and parses a profile file.
+    /// Reads and parses a profile file; a relative `ca_file` becomes relative to
+    /// the file's directory.
     pub fn load(path: &Path) -> Result<Profile, Error> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("cannot read profile {}", path.display()), e))?;
-        Profile::parse(&src, &path.display().to_string())
+        let mut p = Profile::parse(&src, &path.display().to_string())?;
+        if let Some(ca) = &p.ca_file {
+            if ca.is_relative() {
+                p.ca_file = Some(path.parent().unwrap_or(Path::new(".")).join(ca));
+            }
+        }
+        Ok(p)
+    }
+
+    /// The TLS configuration this profile asks for: `None` for plaintext
+    /// (`insecure = true`), else one trusting `ca_file`.
+    pub fn tls(&self) -> Result<Option<crate::TlsConfig>, Error> {
+        match (&self.ca_file, self.insecure) {
+            (Some(_), true) => Err(Error::config(
+                "the profile sets both `ca_file` and `insecure = true`: choose TLS or plaintext",
+            )),
+            (Some(ca), false) => crate::TlsConfig::from_ca_file(ca).map(Some),
+            (None, true) => Ok(None),
+            (None, false) => Err(Error::config(
+                "no TLS CA for this cluster: set `ca_file` in the profile (or pass --ca FILE / STRATUS_CA; `stratus dev` writes DIR/tls/ca.pem), or `insecure = true` / --insecure for a cluster run with insecure_plaintext",
+            )),
+        }
     }
 
     /// The TOML text of this profile.
@@ -90,6 +124,17 @@ impl Profile {
                 "# Sent on every call; keep this file private (mode 0600).\ntoken = {:?}\n",
                 t.expose()
             ));
+        }
+        if let Some(ca) = &self.ca_file {
+            text.push_str(&format!(
+                "# The cluster's CA: every node's TLS certificate must chain to it.\nca_file = {:?}\n",
+                ca.display().to_string()
+            ));
+        }
+        if self.insecure {
+            text.push_str(
+                "# Plaintext: the cluster runs with insecure_plaintext.\ninsecure = true\n",
+            );
         }
         if !self.address_map.is_empty() {
             text.push_str(
@@ -108,6 +153,8 @@ impl Profile {
             endpoints,
             address_map: BTreeMap::new(),
             token: None,
+            ca_file: None,
+            insecure: false,
         }
     }
 
@@ -176,8 +223,7 @@ pub fn resolve_profile(src: &EndpointSources) -> Result<Profile, Error> {
     }
     let from_file = |p: Profile| Profile {
         endpoints: split_list(p.endpoints.iter().map(String::as_str)),
-        address_map: p.address_map,
-        token: p.token,
+        ..p
     };
     if let Some(path) = &src.env_profile {
         let p = Profile::load(path)
@@ -215,7 +261,7 @@ mod tests {
                 ("node1:7100".into(), "127.0.0.1:7201".into()),
                 ("node2:7100".into(), "127.0.0.1:7202".into()),
             ]),
-            token: None,
+            ..Profile::of_endpoints(Vec::new())
         };
         let text = p.to_toml();
         assert!(text.contains("[address_map]"), "{text}");
@@ -261,6 +307,38 @@ mod tests {
             !format!("{with_token:?}").contains("st1.abc"),
             "Debug hides the token"
         );
+
+        // TLS: a CA file relative to the profile, plaintext only when asked for.
+        let with_ca = Profile {
+            ca_file: Some("tls/ca.pem".into()),
+            ..p.clone()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, with_ca.to_toml()).expect("write");
+        let loaded = Profile::load(&path).expect("load");
+        assert_eq!(loaded.ca_file, Some(dir.path().join("tls/ca.pem")));
+        let e = loaded.tls().expect_err("no such CA file");
+        assert!(e.to_string().contains("tls/ca.pem"), "{e}");
+        let e = p.tls().expect_err("neither CA nor insecure");
+        assert!(
+            e.to_string().contains("ca_file") && e.to_string().contains("--insecure"),
+            "{e}"
+        );
+        let insecure = Profile {
+            insecure: true,
+            ..p.clone()
+        };
+        assert_eq!(
+            Profile::parse(&insecure.to_toml(), "t").expect("round trip"),
+            insecure
+        );
+        assert!(insecure.tls().expect("plaintext").is_none());
+        let both = Profile {
+            insecure: true,
+            ..with_ca
+        };
+        assert!(both.tls().is_err());
 
         let e = Profile::parse("endpoints = []", "p.toml").expect_err("empty");
         assert!(e.to_string().contains("no endpoint"), "{e}");

@@ -2,8 +2,8 @@
 //!
 //! Owns: resource names and their rules ([`names`]), the named limits ([`limits`]),
 //! the topology file format and its validation ([`topology`]), the placement of
-//! replica groups on failure domains ([`placement`]), and the encryption envelope
-//! ([`crypto`]).
+//! replica groups on failure domains ([`placement`]), the encryption envelope
+//! ([`crypto`]) and transport security material ([`tls`]).
 //!
 //! **Architecture Invariant:** this crate does no IO and has no tokio, tonic, sled or
 //! openraft dependency. Everything here is a deterministic function of its input, so
@@ -16,6 +16,7 @@ pub mod limits;
 pub mod names;
 pub mod placement;
 pub mod redundancy;
+pub mod tls;
 pub mod topology;
 
 pub use redundancy::Redundancy;

@@ -31,6 +31,7 @@ use stratus_core::auth::{
 };
 use stratus_core::crypto::SecretKey;
 use stratus_core::placement::DIRECTORY_GROUP;
+use stratus_core::topology::NodeId;
 use stratus_proto::AUTHORIZATION_KEY;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::Request;
@@ -470,36 +471,93 @@ fn bootstrapping() -> NodeError {
     }
 }
 
-/// The peer service's check: only the cluster credential passes.
+/// Metadata naming the node a peer call comes from; checked against the node the
+/// caller's TLS certificate names.
+pub const FROM_NODE_KEY: &str = "x-stratus-from-node";
+
+/// The peer service's check: only the cluster credential passes, and on a TLS
+/// cluster only from a connection whose certificate names the node the call says
+/// it comes from (mutual TLS: a client without a node certificate, or a node
+/// claiming to be another, is refused).
 #[derive(Clone)]
 pub struct PeerGate(pub Arc<StratusNode>);
 
-impl tonic::service::Interceptor for PeerGate {
-    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if self.0.auth.is_cluster(request.metadata()) {
-            Ok(request)
-        } else {
-            Err(unauthenticated(
+impl PeerGate {
+    fn check(&self, request: &tonic::Request<()>) -> NodeResult<()> {
+        if !self.0.auth.is_cluster(request.metadata()) {
+            return Err(unauthenticated(
                 "peer-credentials-invalid",
                 "the peer service is for the cluster's nodes only: the caller did not present the cluster credential (is its root key the cluster's?)",
-            )
-            .into())
+            ));
+        }
+        let security = request
+            .extensions()
+            .get::<crate::transport::ConnInfo>()
+            .map(|c| c.security);
+        let Some(crate::transport::Security::Tls { peer_node }) = security else {
+            // A plaintext cluster (`insecure_plaintext`, the simulation): the
+            // cluster credential is all there is.
+            return Ok(());
+        };
+        let claimed = request
+            .metadata()
+            .get(FROM_NODE_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<NodeId>().ok());
+        match (peer_node, claimed) {
+            (Some(cert), Some(claimed)) if cert == claimed => Ok(()),
+            (None, _) => Err(unauthenticated(
+                "peer-certificate-missing",
+                "the peer service needs mutual TLS: the caller presented no certificate of a node of this cluster",
+            )),
+            (Some(cert), claimed) => Err(unauthenticated(
+                "peer-identity-mismatch",
+                format!(
+                    "the caller's certificate names node {cert} but the call says it comes from {}",
+                    claimed.map_or_else(|| "no node".to_owned(), |c| format!("node {c}"))
+                ),
+            )),
         }
     }
 }
 
-/// Adds the cluster credential to every call a node makes to a peer.
+impl tonic::service::Interceptor for PeerGate {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        match self.check(&request) {
+            Ok(()) => Ok(request),
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a peer call");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Adds the cluster credential and this node's id to every call a node makes to
+/// a peer.
 #[derive(Clone)]
-pub struct ClusterCredential(pub MetadataValue<tonic::metadata::Ascii>);
+pub struct ClusterCredential {
+    pub authorization: MetadataValue<tonic::metadata::Ascii>,
+    pub from_node: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl ClusterCredential {
+    pub fn new(authorization: MetadataValue<tonic::metadata::Ascii>, me: NodeId) -> Self {
+        ClusterCredential {
+            authorization,
+            from_node: MetadataValue::from(me),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for ClusterCredential {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(AUTHORIZATION_KEY, self.0.clone());
+        let md = request.metadata_mut();
+        md.insert(AUTHORIZATION_KEY, self.authorization.clone());
+        md.insert(FROM_NODE_KEY, self.from_node.clone());
         Ok(request)
     }
 }

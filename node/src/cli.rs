@@ -3,11 +3,12 @@
 //! same program as its own binary.
 
 use crate::clock::SystemClock;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, TransportSecurity};
 use crate::node::{NodeOptions, NodeSettings, StratusNode};
 use crate::rng::NodeRng;
 use crate::storage::fs_blob::FsBlobStore;
 use crate::storage::sled_engine::SledEngine;
+use crate::tls::{NodeTls, TlsTransport};
 use crate::transport::{TcpTransport, Transport};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,6 +47,36 @@ enum Cmd {
         /// host:port of the node (default: from --config, else 127.0.0.1:7100).
         #[arg(long)]
         addr: Option<String>,
+        /// The cluster CA certificate (PEM): check over TLS, verifying the node's
+        /// certificate for the host of --addr. With --config the node's own TLS
+        /// files are used instead.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Transport security material.
+    #[command(subcommand)]
+    Tls(TlsCmd),
+}
+
+#[derive(Subcommand)]
+enum TlsCmd {
+    /// Make a cluster CA and a certificate for every node of a topology, in one
+    /// directory: ca.pem, ca.key, node-<id>.pem, node-<id>.key (keys mode 0600).
+    /// Only what is missing is made: an existing CA and certificates are kept.
+    Init {
+        /// The cluster's topology file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Another host name or IP every node certificate should be valid for
+        /// (repeatable); each node's topology host, localhost and loopback always are.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Written into the CA's name, to tell clusters apart.
+        #[arg(long, default_value = "local")]
+        label: String,
     },
 }
 
@@ -84,14 +115,32 @@ pub fn main() -> std::process::ExitCode {
                     .context("--config FILE is required to run a node")?)
                 .await
             }
-            Cmd::Healthcheck { addr } => {
-                let addr = match (addr, cli.config) {
-                    (Some(addr), _) => addr,
-                    (None, Some(config)) => local_addr(&config)?,
-                    (None, None) => HEALTHCHECK_ADDR_DEFAULT.to_owned(),
+            Cmd::Healthcheck { addr, ca } => {
+                let (addr, tls) = match (addr, cli.config) {
+                    (Some(addr), None) => (addr, None),
+                    (Some(addr), Some(config)) => (addr, health_tls(&config)?),
+                    (None, Some(config)) => (local_addr(&config)?, health_tls(&config)?),
+                    (None, None) => (HEALTHCHECK_ADDR_DEFAULT.to_owned(), None),
                 };
-                healthcheck(&addr).await
+                let tls = match (tls, ca) {
+                    (Some(tls), _) => Some(tls),
+                    (None, Some(ca)) => {
+                        let pem = std::fs::read_to_string(&ca).with_context(|| {
+                            format!("cannot read the CA certificate {}", ca.display())
+                        })?;
+                        let name = stratus_core::tls::server_name_of(&addr)?;
+                        Some((stratus_core::tls::client_config(&pem)?, name))
+                    }
+                    (None, None) => None,
+                };
+                healthcheck(&addr, tls).await
             }
+            Cmd::Tls(TlsCmd::Init {
+                topology,
+                out,
+                hosts,
+                label,
+            }) => tls_init(&topology, &out, &hosts, &label),
         }
     });
     match result {
@@ -111,7 +160,16 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .context("node missing from topology")?
         .clone();
     let listen = config.listen.clone().unwrap_or_else(|| me.addr.clone());
-    let transport = Arc::new(TcpTransport);
+    let transport: Arc<dyn Transport> = match &config.security {
+        TransportSecurity::Tls(files) => Arc::new(TlsTransport::new(
+            TcpTransport,
+            NodeTls::load(files, config.node_id, &topology)?,
+        )),
+        TransportSecurity::InsecurePlaintext => {
+            tracing::warn!("insecure_plaintext: clients and peers connect without TLS; anyone on the network can read and alter traffic");
+            Arc::new(TcpTransport)
+        }
+    };
     // Bind before touching the data dir or starting Raft, so a busy port fails fast,
     // clearly, and leaves nothing behind.
     let incoming = transport.listen(&listen).await?;
@@ -196,8 +254,64 @@ fn local_addr(config_path: &std::path::Path) -> anyhow::Result<String> {
     Ok(me.addr.clone())
 }
 
-async fn healthcheck(addr: &str) -> anyhow::Result<()> {
-    tokio::time::timeout(HEALTHCHECK_TIMEOUT, check_health(addr))
+/// What a TLS health check trusts and checks the node's certificate against.
+type HealthTls = (
+    Arc<stratus_core::tls::rustls::ClientConfig>,
+    stratus_core::tls::ServerName<'static>,
+);
+
+/// The TLS settings of a health check of the node `config_path` runs: its own
+/// certificate and CA, and its identity as the name to check.
+fn health_tls(config_path: &std::path::Path) -> anyhow::Result<Option<HealthTls>> {
+    let config = NodeConfig::load(config_path)?;
+    let TransportSecurity::Tls(files) = &config.security else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let key = zeroize::Zeroizing::new(read(&files.key)?);
+    let client =
+        stratus_core::tls::node_client_config(&read(&files.ca)?, &read(&files.cert)?, &key)?;
+    let name =
+        stratus_core::tls::ServerName::try_from(stratus_core::tls::node_name(config.node_id))?;
+    Ok(Some((client, name)))
+}
+
+fn tls_init(
+    topology: &std::path::Path,
+    out: &std::path::Path,
+    hosts: &[String],
+    label: &str,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(topology)
+        .with_context(|| format!("cannot read the topology {}", topology.display()))?;
+    let parsed = stratus_core::topology::Topology::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", topology.display()))?;
+    let made = crate::tls::ensure_files(out, &parsed, hosts, label)?;
+    if made.ca {
+        println!(
+            "made the cluster CA {}",
+            out.join(crate::tls::CA_CERT_FILE).display()
+        );
+    }
+    for id in &made.nodes {
+        println!(
+            "made the certificate of node {id} ({})",
+            stratus_core::tls::node_name(*id)
+        );
+    }
+    if !made.ca && made.nodes.is_empty() {
+        println!(
+            "{} already holds the CA and every node's certificate",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+async fn healthcheck(addr: &str, tls: Option<HealthTls>) -> anyhow::Result<()> {
+    tokio::time::timeout(HEALTHCHECK_TIMEOUT, check_health(addr, tls))
         .await
         .with_context(|| {
             format!(
@@ -207,12 +321,28 @@ async fn healthcheck(addr: &str) -> anyhow::Result<()> {
         })?
 }
 
-async fn check_health(addr: &str) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(HEALTHCHECK_TIMEOUT)
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {addr}"))?;
+async fn check_health(addr: &str, tls: Option<HealthTls>) -> anyhow::Result<()> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(HEALTHCHECK_TIMEOUT);
+    let channel = match tls {
+        None => endpoint.connect().await,
+        Some((config, name)) => {
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let target = addr.to_owned();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+                    let (connector, name, target) =
+                        (connector.clone(), name.clone(), target.clone());
+                    async move {
+                        let tcp = tokio::net::TcpStream::connect(&target).await?;
+                        let tls = connector.connect(name, tcp).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                    }
+                }))
+                .await
+        }
+    }
+    .with_context(|| format!("cannot reach {addr}"))?;
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     let reply = client
         .check(tonic_health::pb::HealthCheckRequest {

@@ -6,6 +6,10 @@
 //! data_dir = "data"
 //! root_key_file = "root.key"     # 32 raw bytes, mode 0600, the same on every node
 //! operator_secret_file = "operator.secret" # `sop1.` + 64 hex digits, mode 0600
+//! tls_ca_file = "tls/ca.pem"      # the cluster CA (`stratus-node tls init` makes all three)
+//! tls_cert_file = "tls/node-3.pem" # this node's certificate, naming n3.node.stratus
+//! tls_key_file = "tls/node-3.key"  # its private key, mode 0600
+//! # insecure_plaintext = true     # instead of the three tls_ files: no TLS at all
 //! # token_clock_skew_s = 60       # tolerated clock difference on token start/expiry
 //! # max_message_bytes = 1114112   # largest gRPC message from a client (1 MiB + 64 KiB)
 //! # streams_per_connection_max = 1024  # concurrent HTTP/2 streams per connection
@@ -70,6 +74,17 @@ pub struct NodeConfig {
     pub token_clock_skew_s: u64,
     /// The gRPC edge's limits (message size, streams, deadline, quotas...).
     pub limits: crate::server::limits::ServiceLimits,
+    /// TLS for clients and mutual TLS between nodes, or explicitly none.
+    pub security: TransportSecurity,
+}
+
+/// How the node's connections are protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportSecurity {
+    /// TLS with these files: clients verify the node, nodes verify each other.
+    Tls(crate::tls::TlsFiles),
+    /// Plaintext, because the config says `insecure_plaintext = true`.
+    InsecurePlaintext,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +108,10 @@ struct RawConfig {
     max_metadata_bytes: Option<usize>,
     tenant_bytes_max: Option<u64>,
     tenant_objects_max: Option<u64>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
 }
 
 /// Why a configuration was rejected.
@@ -142,7 +161,48 @@ impl NodeConfig {
             field: "root_key_file",
             rule: "is required: name the cluster's 32-byte root key file (create one with `head -c 32 /dev/urandom > root.key && chmod 600 root.key` and give every node the same file)".into(),
         })?;
+        let security = match (
+            raw.insecure_plaintext.unwrap_or(false),
+            raw.tls_ca_file,
+            raw.tls_cert_file,
+            raw.tls_key_file,
+        ) {
+            (false, Some(ca), Some(cert), Some(key)) => {
+                TransportSecurity::Tls(crate::tls::TlsFiles {
+                    ca: base.join(ca),
+                    cert: base.join(cert),
+                    key: base.join(key),
+                })
+            }
+            (true, None, None, None) => TransportSecurity::InsecurePlaintext,
+            (true, ..) => {
+                return Err(ConfigError::Field {
+                    path: path.into(),
+                    field: "insecure_plaintext",
+                    rule: "cannot be combined with tls_ca_file, tls_cert_file or tls_key_file: choose TLS or plaintext".into(),
+                })
+            }
+            (false, ca, cert, _) => {
+                let missing = if ca.is_none() {
+                    "tls_ca_file"
+                } else if cert.is_none() {
+                    "tls_cert_file"
+                } else {
+                    "tls_key_file"
+                };
+                return Err(ConfigError::Field {
+                    path: path.into(),
+                    field: missing,
+                    rule: format!(
+                        "is required: nodes speak TLS. Make a CA and node certificates with `stratus-node tls init --topology {} --out tls` and set tls_ca_file = \"tls/ca.pem\", tls_cert_file = \"tls/node-{id}.pem\", tls_key_file = \"tls/node-{id}.key\"; or set insecure_plaintext = true to run without TLS",
+                        raw.topology.display(),
+                        id = raw.node_id
+                    ),
+                });
+            }
+        };
         let config = NodeConfig {
+            security,
             node_id: raw.node_id,
             topology_path: base.join(raw.topology),
             data_dir: base.join(raw.data_dir),
@@ -273,8 +333,56 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
+    /// Parses `text`, plaintext unless it says something about transport security.
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
-        NodeConfig::parse(text, Path::new("/etc/stratus/node.toml"))
+        let text = if text.contains("tls_") || text.contains("insecure_plaintext") {
+            text.to_owned()
+        } else {
+            format!("{text}insecure_plaintext = true\n")
+        };
+        NodeConfig::parse(&text, Path::new("/etc/stratus/node.toml"))
+    }
+
+    #[test]
+    fn transport_security_is_tls_or_explicitly_plaintext() {
+        let base = "node_id = 3\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\n";
+        let c = parse(&format!(
+            "{base}tls_ca_file = \"tls/ca.pem\"\ntls_cert_file = \"tls/node-3.pem\"\ntls_key_file = \"/k/node-3.key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.security,
+            TransportSecurity::Tls(crate::tls::TlsFiles {
+                ca: "/etc/stratus/tls/ca.pem".into(),
+                cert: "/etc/stratus/tls/node-3.pem".into(),
+                key: "/k/node-3.key".into(),
+            })
+        );
+        assert_eq!(
+            parse(base).unwrap().security,
+            TransportSecurity::InsecurePlaintext
+        );
+        // Neither: refused, saying how to make the files or opt out.
+        let e = parse(&format!("{base}tls_ca_file = \"ca.pem\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`tls_cert_file`")
+                && e.contains("stratus-node tls init")
+                && e.contains("insecure_plaintext"),
+            "{e}"
+        );
+        let e = NodeConfig::parse(base, Path::new("/n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tls_ca_file`"), "{e}");
+        // Both: refused.
+        let e = parse(&format!(
+            "{base}insecure_plaintext = true\ntls_ca_file = \"ca.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`insecure_plaintext`"), "{e}");
     }
 
     #[test]

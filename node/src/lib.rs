@@ -40,4 +40,5 @@ pub mod root_key;
 pub mod server;
 pub mod shred;
 pub mod storage;
+pub mod tls;
 pub mod transport;

@@ -33,12 +33,13 @@ pub struct Peers {
     transport: TransportRef,
     topology: Arc<Topology>,
     channels: Mutex<BTreeMap<NodeId, PeerChannel>>,
-    /// `Bearer <cluster credential>`, added to every peer call.
+    /// `Bearer <cluster credential>` and this node's id, added to every peer call.
     credential: ClusterCredential,
 }
 
 impl Peers {
     pub fn new(
+        me: NodeId,
         transport: TransportRef,
         topology: Arc<Topology>,
         credential: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
@@ -47,7 +48,7 @@ impl Peers {
             transport,
             topology,
             channels: Mutex::new(BTreeMap::new()),
-            credential: ClusterCredential(credential),
+            credential: ClusterCredential::new(credential, me),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The transport seam: the only module that binds listeners or dials peers.
 //!
 //! Real runs use TCP ([`TcpTransport`]); the simulation supplies its own
-//! [`Transport`] over turmoil's network. Everything above sees boxed byte streams.
+//! [`Transport`] over turmoil's network; [`crate::tls::TlsTransport`] wraps either
+//! in TLS. Everything above sees boxed byte streams.
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -9,25 +10,62 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use stratus_core::topology::NodeId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A bidirectional byte stream.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
+/// How a connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS: a cluster run with `insecure_plaintext`, or the simulation.
+    Plaintext,
+    /// TLS; `peer_node` is the node the peer's certificate names, if it presented
+    /// a certificate of one (SDK clients present none).
+    Tls { peer_node: Option<NodeId> },
+}
+
+/// What a service learns of the connection a request came on (tonic puts it in
+/// every request's extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub remote: Option<std::net::SocketAddr>,
+    pub security: Security,
+}
+
 /// A connection accepted by or dialled from a node.
 pub struct Conn {
     io: Box<dyn Io>,
     remote: Option<std::net::SocketAddr>,
+    security: Security,
 }
 
 impl Conn {
-    /// Wraps a stream.
+    /// Wraps a plaintext stream.
     pub fn new(io: impl Io, remote: Option<std::net::SocketAddr>) -> Self {
         Self {
             io: Box::new(io),
             remote,
+            security: Security::Plaintext,
         }
+    }
+
+    /// The same connection, marked as protected by `security`.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The remote address, when known.
+    pub fn remote(&self) -> Option<std::net::SocketAddr> {
+        self.remote
+    }
+
+    /// How this connection is protected.
+    pub fn security(&self) -> Security {
+        self.security
     }
 }
 
@@ -58,9 +96,12 @@ impl AsyncWrite for Conn {
 }
 
 impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = Option<std::net::SocketAddr>;
+    type ConnectInfo = ConnInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.remote
+        ConnInfo {
+            remote: self.remote,
+            security: self.security,
+        }
     }
 }
 

@@ -16,8 +16,10 @@ use tokio::io::AsyncWriteExt;
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Environment variables of the CLI that a test must set explicitly.
-const CLEARED_ENV: [&str; 5] = [
+const CLEARED_ENV: [&str; 7] = [
     "STRATUS_TOKEN",
+    "STRATUS_CA",
+    "STRATUS_INSECURE",
     "STRATUS_ENDPOINT",
     "STRATUS_PROFILE",
     "STRATUS_NODE_BIN",

@@ -46,6 +46,9 @@ pub struct ClusterOptions {
     /// More `key = value` lines for every node config.
     pub extra_config: Vec<String>,
     pub startup_timeout: Duration,
+    /// Run without TLS (`insecure_plaintext`); by default nodes speak TLS with a
+    /// CA and certificates made for the cluster.
+    pub insecure: bool,
 }
 
 impl Default for ClusterOptions {
@@ -57,6 +60,7 @@ impl Default for ClusterOptions {
             key_retire_grace_s: None,
             extra_config: Vec::new(),
             startup_timeout: STARTUP_TIMEOUT,
+            insecure: false,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Cluster {
     nodes: BTreeMap<NodeId, NodeProcess>,
     /// The cluster's operator secret (the harness authenticates as operator).
     operator: String,
+    /// Trusts the cluster's CA; `None` for an insecure cluster.
+    tls: Option<stratus_client::TlsConfig>,
 }
 
 /// A group's leader as the cluster reports it: the replica that says it leads,
@@ -147,6 +153,17 @@ impl Cluster {
         write_root_key(&root_key_file)?;
         let operator_secret_file = dir.path().join("operator.secret");
         let operator = write_operator_secret(&operator_secret_file)?;
+        let tls_dir = dir.path().join("tls");
+        let tls = if opts.insecure {
+            None
+        } else {
+            stratus_node::tls::ensure_files(&tls_dir, &topology, &[], "it")?;
+            let ca = tls_dir.join(stratus_node::tls::CA_CERT_FILE);
+            for node in topology.nodes().values() {
+                grpc::register_ca(&node.addr, &ca)?;
+            }
+            Some(stratus_client::TlsConfig::from_ca_file(&ca)?)
+        };
         let mut nodes = BTreeMap::new();
         for node in topology.nodes().values() {
             let node_dir = dir.path().join("nodes").join(node.id.to_string());
@@ -160,6 +177,9 @@ impl Cluster {
                 object_bytes_max: opts.object_bytes_max,
                 key_retention_min_s: opts.key_retention_min_s,
                 key_retire_grace_s: opts.key_retire_grace_s,
+                tls: tls
+                    .is_some()
+                    .then(|| stratus_node::tls::TlsFiles::in_dir(&tls_dir, node.id)),
                 extra: opts.extra_config.clone(),
             };
             let config_path = node_dir.join("node.toml");
@@ -178,6 +198,7 @@ impl Cluster {
             topology,
             nodes,
             operator,
+            tls,
         };
         for id in cluster.node_ids() {
             cluster.start_node(id)?;
@@ -245,6 +266,16 @@ impl Cluster {
             .with_context(|| format!("node {id} is not running"))
     }
 
+    /// The cluster CA certificate file (for `--ca` / `STRATUS_CA`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir().join("tls").join(stratus_node::tls::CA_CERT_FILE)
+    }
+
+    /// The SDK's TLS settings for this cluster (`None` when it is insecure).
+    pub fn tls(&self) -> Option<stratus_client::TlsConfig> {
+        self.tls.clone()
+    }
+
     /// The cluster's operator secret.
     pub fn operator(&self) -> &str {
         &self.operator
@@ -260,6 +291,7 @@ impl Cluster {
     pub async fn client_with(&mut self, credential: Option<Credential>) -> anyhow::Result<Client> {
         let config = ClientConfig {
             credential,
+            tls: self.tls.clone(),
             ..ClientConfig::default()
         };
         Ok(Client::connect_with(self.endpoints(), config).await?)

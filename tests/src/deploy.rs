@@ -102,7 +102,12 @@ fn node_config(node: &Node) -> String {
          root_key_file = \"/etc/stratus/root.key\"\n\
          # The bootstrap operator secret (deploy/up.sh makes it once and puts it in\n\
          # deploy/client-profile.toml); the cluster keeps only its SHA-256.\n\
-         operator_secret_file = \"/etc/stratus/operator.secret\"\n",
+         operator_secret_file = \"/etc/stratus/operator.secret\"\n\
+         # TLS: the cluster CA and this node's certificate, made at the first start\n\
+         # by the `{TLS_INIT_SERVICE}` service into the `{TLS_VOLUME}` volume.\n\
+         tls_ca_file = \"{TLS_DIR}/ca.pem\"\n\
+         tls_cert_file = \"{TLS_DIR}/node-{id}.pem\"\n\
+         tls_key_file = \"{TLS_DIR}/node-{id}.key\"\n",
         id = node.id,
         region = node.region,
         zone = node.zone,
@@ -110,6 +115,13 @@ fn node_config(node: &Node) -> String {
         service = service(node.id),
     )
 }
+
+/// The one-shot service that makes the TLS material.
+pub const TLS_INIT_SERVICE: &str = "tls-init";
+/// The named volume holding the CA and node certificates.
+pub const TLS_VOLUME: &str = "tls";
+/// Where containers mount it.
+pub const TLS_DIR: &str = "/etc/stratus/tls";
 
 /// `deploy/docker-compose.yml` (file format 2.4: docker-compose 1.29 and the
 /// `docker compose` plugin both read it).
@@ -121,8 +133,8 @@ fn compose_file(topology: &Topology) -> String {
 # change the generator and run STRATUS_BLESS=1 cargo test -p stratus-tests --test deploy_files
 #
 # The default topology as containers: one service per node, one network per
-# region plus `{BACKBONE_NETWORK}` between regions, data in named volumes (`down` keeps
-# it, `down -v` deletes it). Build the image with deploy/build-image.sh, start with
+# region plus `{BACKBONE_NETWORK}` between regions, data and TLS material in named volumes
+# (`down` keeps them, `down -v` deletes them). Build the image with deploy/build-image.sh, start with
 # deploy/up.sh (which also writes deploy/client-profile.toml). Node N is published on
 # 127.0.0.1:${{{HOST_PORT_PREFIX_ENV}}}NN (prefix {HOST_PORT_PREFIX_DEFAULT} by default, see deploy/.env).
 version: "2.4"
@@ -130,18 +142,30 @@ version: "2.4"
 x-node: &node
   image: {IMAGE}
   restart: unless-stopped
+  depends_on:
+    {TLS_INIT_SERVICE}:
+      condition: service_completed_successfully
   # The node stops cleanly on SIGTERM; give it time to flush.
   stop_grace_period: 20s
   environment:
     RUST_LOG: info,openraft=warn,sled=warn
   healthcheck:
-    test: ["CMD", "/stratus-node", "healthcheck", "--addr", "127.0.0.1:{NODE_PORT}"]
+    test: ["CMD", "/stratus-node", "healthcheck", "--addr", "127.0.0.1:{NODE_PORT}", "--ca", "{TLS_DIR}/ca.pem"]
     interval: 3s
     timeout: 5s
     retries: 3
     start_period: 60s
 
 services:
+  # Runs once per `up`: makes the cluster CA and every node's certificate in the
+  # `{TLS_VOLUME}` volume if they are missing (kept otherwise), then exits.
+  {TLS_INIT_SERVICE}:
+    image: {IMAGE}
+    command: ["tls", "init", "--topology", "/etc/stratus/topology.toml", "--out", "{TLS_DIR}", "--label", "compose"]
+    network_mode: none
+    volumes:
+      - ./topology.toml:/etc/stratus/topology.toml:ro
+      - {TLS_VOLUME}:{TLS_DIR}
 "#
     );
     for node in topology.nodes().values() {
@@ -162,6 +186,7 @@ services:
       - ./nodes/{s}.toml:/etc/stratus/nodes/{s}.toml:ro
       - ./root.key:/etc/stratus/root.key:ro
       - ./operator.secret:/etc/stratus/operator.secret:ro
+      - {TLS_VOLUME}:{TLS_DIR}:ro
       - {s}-data:/data
     networks:
       # The region's network is the gateway (higher priority), so the published
@@ -182,6 +207,7 @@ services:
     }
     let _ = writeln!(y, "  {BACKBONE_NETWORK}: {{}}");
     y.push_str("\nvolumes:\n");
+    let _ = writeln!(y, "  {TLS_VOLUME}: {{}}");
     for id in topology.nodes().keys() {
         let _ = writeln!(y, "  {}-data: {{}}", service(*id));
     }

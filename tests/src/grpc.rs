@@ -4,6 +4,7 @@
 
 use crate::poll::poll;
 use anyhow::{bail, Context};
+use std::sync::Arc;
 use std::time::Duration;
 use stratus_proto::v1 as pb;
 use stratus_proto::v1::access_service_client::AccessServiceClient;
@@ -52,13 +53,60 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-/// A channel to `addr` (`host:port`), connected lazily.
+/// TLS client settings by node address, registered by whoever started the
+/// cluster at that address ([`register_ca`]); addresses not listed are plaintext.
+static TLS_BY_ADDR: std::sync::LazyLock<
+    std::sync::Mutex<
+        std::collections::HashMap<String, Arc<stratus_core::tls::rustls::ClientConfig>>,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Makes [`channel`] speak TLS to `addr`, trusting the CA certificate in `ca`.
+pub fn register_ca(addr: &str, ca: &std::path::Path) -> anyhow::Result<()> {
+    let pem =
+        std::fs::read_to_string(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+    let config = stratus_core::tls::client_config(&pem)?;
+    TLS_BY_ADDR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(addr.to_owned(), config);
+    Ok(())
+}
+
+/// A channel to `addr` (`host:port`), connected lazily: TLS when a CA was
+/// registered for it, else plaintext.
 pub fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(
-        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect_lazy(),
-    )
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let tls = TLS_BY_ADDR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(addr)
+        .cloned();
+    let Some(config) = tls else {
+        return Ok(endpoint.connect_lazy());
+    };
+    Ok(tls_channel(endpoint, addr, config))
+}
+
+/// A lazily connected channel over TLS with `config`, checking `addr`'s host.
+pub fn tls_channel(
+    endpoint: tonic::transport::Endpoint,
+    addr: &str,
+    config: Arc<stratus_core::tls::rustls::ClientConfig>,
+) -> Channel {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let target = addr.to_owned();
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+        let (connector, target) = (connector.clone(), target.clone());
+        async move {
+            let name = stratus_core::tls::server_name_of(&target)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tcp = tokio::net::TcpStream::connect(&target).await?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    }))
 }
 
 fn conn(addr: &str, credential: &str) -> anyhow::Result<Conn> {

@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub key_retention_min_s: Option<u64>,
     /// Wait before a superseded KEK version may be retired, seconds.
     pub key_retire_grace_s: Option<u64>,
+    /// The node's TLS files; `None` runs it with `insecure_plaintext = true`.
+    pub tls: Option<stratus_node::tls::TlsFiles>,
     /// More `key = value` lines, as they are.
     pub extra: Vec<String>,
 }
@@ -110,6 +112,15 @@ impl NodeConfig {
         }
         if let Some(s) = self.key_retire_grace_s {
             text.push_str(&format!("key_retire_grace_s = {s}\n"));
+        }
+        match &self.tls {
+            Some(f) => text.push_str(&format!(
+                "tls_ca_file = {}\ntls_cert_file = {}\ntls_key_file = {}\n",
+                toml_path(&f.ca)?,
+                toml_path(&f.cert)?,
+                toml_path(&f.key)?
+            )),
+            None => text.push_str("insecure_plaintext = true\n"),
         }
         for line in &self.extra {
             text.push_str(line);
@@ -149,11 +160,12 @@ mod tests {
             object_bytes_max: Some(1024),
             key_retention_min_s: None,
             key_retire_grace_s: None,
+            tls: None,
             extra: Vec::new(),
         };
         assert_eq!(
             c.to_toml()?,
-            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nroot_key_file = \"/t/root.key\"\noperator_secret_file = \"/t/operator.secret\"\nobject_bytes_max = 1024\n"
+            "# Written by the stratus integration tests.\nnode_id = 4\ntopology = \"/t/topology.toml\"\ndata_dir = \"/t/nodes/4/data\"\nroot_key_file = \"/t/root.key\"\noperator_secret_file = \"/t/operator.secret\"\nobject_bytes_max = 1024\ninsecure_plaintext = true\n"
         );
         Ok(())
     }

@@ -551,7 +551,7 @@ async fn tenant_isolation_bad_tokens_roles_and_no_credential_in_logs() -> Result
 
     // The CLI: create a token, print it alone on stdout, use it, see who it is.
     let work = tempfile::tempdir()?;
-    let cli = Program::new(&bins!().cli, work.path());
+    let cli = Program::new(&bins!().cli, work.path()).env("STRATUS_CA", cluster.ca_file());
     let endpoint = any.as_str();
     let out = cli
         .clone()
@@ -614,8 +614,27 @@ async fn tenant_isolation_bad_tokens_roles_and_no_credential_in_logs() -> Result
         );
     }
 
-    // No credential, nor its MAC, in any node's log.
+    // No credential, nor its MAC, in any node's log; nor the cluster credential
+    // nodes present to each other, nor a line of any TLS private key.
     cluster.terminate_all().await?;
+    let root = stratus_node::root_key::load(&cluster.dir().join("root.key"))?;
+    secrets.push(stratus_core::auth::cluster_credential(&root));
+    let mut key_lines = Vec::new();
+    for entry in std::fs::read_dir(cluster.dir().join("tls"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "key") {
+            let pem = std::fs::read_to_string(&path)?;
+            key_lines.extend(
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    ensure!(
+        !key_lines.is_empty(),
+        "no TLS private key found to look for"
+    );
     let mut hits = Vec::new();
     let mut audited = 0;
     for id in cluster.node_ids() {
@@ -627,6 +646,9 @@ async fn tenant_isolation_bad_tokens_roles_and_no_credential_in_logs() -> Result
             if log.contains(s.as_str()) || log.contains(mac) {
                 hits.push(format!("node {id}: {}…", &s[..8]));
             }
+        }
+        if key_lines.iter().any(|l| log.contains(l.as_str())) {
+            hits.push(format!("node {id}: a TLS private key"));
         }
     }
     ensure!(hits.is_empty(), "credentials found in logs: {hits:?}");
@@ -765,7 +787,9 @@ async fn the_audit_log_records_each_call_once_and_verify_names_the_tampered_reco
 
     // Export with the CLI, verify, then tamper with a copy three ways.
     let work = tempfile::tempdir()?;
-    let cli = Program::new(&bins!().cli, work.path()).env("STRATUS_TOKEN", cluster.operator());
+    let cli = Program::new(&bins!().cli, work.path())
+        .env("STRATUS_TOKEN", cluster.operator())
+        .env("STRATUS_CA", cluster.ca_file());
     let file = work.path().join("audit.jsonl");
     let file_arg = file.to_str().context("utf-8")?;
     cli.run(&["--endpoint", &any, "audit", "export", T, "--file", file_arg])

@@ -12,7 +12,9 @@ const MIB: usize = 1024 * 1024;
 async fn cli_round_trip() -> Result<()> {
     let cluster = Cluster::start(&bins!(), ClusterOptions::default()).await?;
     let work = tempfile::tempdir()?;
-    let cli = Program::new(&bins!().cli, work.path()).env("STRATUS_TOKEN", cluster.operator());
+    let cli = Program::new(&bins!().cli, work.path())
+        .env("STRATUS_TOKEN", cluster.operator())
+        .env("STRATUS_CA", cluster.ca_file());
     let endpoint = cluster.addr(1)?;
     let run = |args: &[&str]| {
         let mut all = vec!["--endpoint", endpoint.as_str()];

@@ -170,11 +170,21 @@ async fn docker_compose_drill() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client for the project's profile (through its address map).
+/// A client for the project's profile (through its address map, over TLS with
+/// the CA `deploy/up.sh` copied out of the `tls` volume). Also lets the raw gRPC
+/// helpers reach every node's published port over TLS.
 async fn connect(project: &ComposeProject) -> anyhow::Result<Client> {
     let profile = Profile::load(project.profile())?;
+    let ca = profile
+        .ca_file
+        .clone()
+        .context("deploy/up.sh wrote no ca_file into the profile")?;
+    for published in profile.address_map.values() {
+        grpc::register_ca(published, &ca)?;
+    }
     let config = ClientConfig {
         deadline: Duration::from_secs(30),
+        tls: profile.tls()?,
         dialer: profile.dialer(),
         credential: profile.token.clone(),
         ..ClientConfig::default()
@@ -808,6 +818,7 @@ async fn short_client(project: &ComposeProject) -> anyhow::Result<Client> {
         profile.endpoints.clone(),
         ClientConfig {
             deadline: Duration::from_secs(5),
+            tls: profile.tls()?,
             dialer: profile.dialer(),
             credential: profile.token.clone(),
             ..ClientConfig::default()

@@ -33,6 +33,7 @@ fn node_config(dir: &Path) -> NodeConfig {
         object_bytes_max: None,
         key_retention_min_s: None,
         key_retire_grace_s: None,
+        tls: None,
         extra: Vec::new(),
     }
 }

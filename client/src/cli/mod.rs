@@ -30,6 +30,10 @@ const AFTER_HELP: &str = "\
 Connection: --endpoint, else STRATUS_ENDPOINT, else the profile in STRATUS_PROFILE, \
 else ./.stratus-dev/profile.toml (written by `stratus dev`).
 
+TLS: nodes are checked against the cluster CA: --ca, else STRATUS_CA, else the \
+profile's `ca_file` (`stratus dev` writes DIR/tls/ca.pem). --insecure (or the profile's \
+`insecure = true`) talks plaintext, to clusters run with insecure_plaintext only.
+
 Credentials: --token, else STRATUS_TOKEN, else the profile's `token` (`stratus dev` \
 puts the cluster's operator secret there). Create tokens with `stratus token create`.
 
@@ -65,6 +69,12 @@ pub struct Cli {
         value_name = "TOKEN"
     )]
     pub token: Option<crate::Credential>,
+    /// The cluster CA certificate (PEM) to check nodes' TLS certificates against.
+    #[arg(long, global = true, env = "STRATUS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Talk plaintext, without TLS (clusters run with insecure_plaintext only).
+    #[arg(long, global = true, env = "STRATUS_INSECURE", conflicts_with = "ca")]
+    pub insecure: bool,
     /// Debug logs on stderr (-vv for every crate); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -278,6 +288,10 @@ pub struct Connection {
     pub timeout: Duration,
     /// `--token` or `STRATUS_TOKEN`; else the profile's.
     pub token: Option<crate::Credential>,
+    /// `--ca` or `STRATUS_CA`; else the profile's `ca_file`.
+    pub ca: Option<PathBuf>,
+    /// `--insecure`: plaintext whatever the profile says.
+    pub insecure: bool,
 }
 
 impl Connection {
@@ -295,8 +309,20 @@ impl Connection {
 
     /// Connects to a profile's endpoints, dialling through its address map.
     pub async fn connect_profile(&self, profile: &crate::Profile) -> anyhow::Result<Client> {
+        // --insecure, else --ca / STRATUS_CA, else what the profile says.
+        let (ca_file, insecure) = match (&self.ca, self.insecure) {
+            (_, true) => (None, true),
+            (Some(ca), false) => (Some(ca.clone()), false),
+            (None, false) => (profile.ca_file.clone(), profile.insecure),
+        };
+        let profile = crate::Profile {
+            ca_file,
+            insecure,
+            ..profile.clone()
+        };
         let config = ClientConfig {
             deadline: self.timeout,
+            tls: profile.tls()?,
             dialer: profile.dialer(),
             credential: self.token.clone().or_else(|| profile.token.clone()),
             ..ClientConfig::default()
@@ -351,6 +377,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         endpoints: cli.endpoints,
         timeout: Duration::from_secs(cli.timeout.max(1)),
         token: cli.token,
+        ca: cli.ca,
+        insecure: cli.insecure,
     };
     match cli.command {
         Command::Dev(args) => dev::run(args, out).await,

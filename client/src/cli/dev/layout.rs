@@ -5,6 +5,7 @@
 //! DIR/topology.toml            the cluster's topology (default or --topology)
 //! DIR/profile.toml             client profile listing every node's address
 //! DIR/supervisor.pid           pid of the running supervisor
+//! DIR/tls/                     cluster CA and node certificates (`stratus-node tls init`)
 //! DIR/nodes/<id>/node.toml     node config read by `stratus-node --config`
 //! DIR/nodes/<id>/data/         the node's own data (created by the node)
 //! DIR/nodes/<id>/node.log      the node's stdout and stderr, appended
@@ -169,6 +170,37 @@ impl DevDir {
         Ok(crate::Credential::new(&secret)?)
     }
 
+    /// The cluster's TLS material: `ca.pem`, `ca.key`, `node-<id>.pem|key`.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+
+    /// Makes the cluster CA and every node's certificate on first use (kept
+    /// afterwards: nodes and clients trust that CA), with `node_bin tls init`, and
+    /// returns the client side trusting the CA.
+    pub fn ensure_tls(&self, node_bin: &Path) -> anyhow::Result<crate::TlsConfig> {
+        let dir = self.tls_dir();
+        let output = std::process::Command::new(node_bin)
+            .arg("tls")
+            .arg("init")
+            .arg("--topology")
+            .arg(self.topology_path())
+            .arg("--out")
+            .arg(&dir)
+            .arg("--label")
+            .arg("stratus-dev")
+            .output()
+            .with_context(|| format!("cannot run {} tls init", node_bin.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} tls init failed: {}",
+                node_bin.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(crate::TlsConfig::from_ca_file(&dir.join("ca.pem"))?)
+    }
+
     pub fn profile_path(&self) -> PathBuf {
         self.root.join(crate::profile::PROFILE_FILE)
     }
@@ -273,6 +305,7 @@ impl DevDir {
         }
         let profile = Profile {
             token: Some(operator),
+            ca_file: Some(self.tls_dir().join("ca.pem")),
             ..Profile::of_endpoints(topology.nodes().values().map(|n| n.addr.clone()).collect())
         };
         // The profile holds the operator secret: owner-only, like the secret file.
@@ -301,7 +334,10 @@ pub fn node_config(id: NodeId) -> String {
          topology = \"../../topology.toml\"\n\
          data_dir = \"data\"\n\
          root_key_file = \"../../root.key\"\n\
-         operator_secret_file = \"../../operator.secret\"\n"
+         operator_secret_file = \"../../operator.secret\"\n\
+         tls_ca_file = \"../../tls/ca.pem\"\n\
+         tls_cert_file = \"../../tls/node-{id}.pem\"\n\
+         tls_key_file = \"../../tls/node-{id}.key\"\n"
     )
 }
 

@@ -194,10 +194,11 @@ async fn supervise(dir: DevDir, topology_flag: Option<&Path>, out: Out) -> anyho
     check_ports(&topology)?;
     let _pid_file = PidFile::create(&dir.pid_path())?;
     dir.write_node_files(&topology)?;
+    let tls = dir.ensure_tls(&node_bin)?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
 
-    let mut sup = Supervisor::new(dir, topology, node_bin, out);
+    let mut sup = Supervisor::new(dir, topology, node_bin, tls, out);
     for id in sup.node_ids() {
         // A new supervisor brings the whole cluster back.
         sup.dir.set_desired(id, Desired::Up)?;

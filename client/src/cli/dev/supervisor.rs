@@ -22,6 +22,8 @@ pub struct Supervisor {
     node_bin: PathBuf,
     children: BTreeMap<NodeId, Child>,
     out: Out,
+    /// Trusts the cluster CA, for health checks.
+    tls: crate::TlsConfig,
 }
 
 /// The last `n` lines of a file (for showing why a node died).
@@ -35,13 +37,20 @@ fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 impl Supervisor {
-    pub fn new(dir: DevDir, topology: Topology, node_bin: PathBuf, out: Out) -> Supervisor {
+    pub fn new(
+        dir: DevDir,
+        topology: Topology,
+        node_bin: PathBuf,
+        tls: crate::TlsConfig,
+        out: Out,
+    ) -> Supervisor {
         Supervisor {
             dir,
             topology,
             node_bin,
             children: BTreeMap::new(),
             out,
+            tls,
         }
     }
 
@@ -194,7 +203,8 @@ impl Supervisor {
                     .node(*id)
                     .map(|n| n.addr.clone())
                     .unwrap_or_default();
-                async move { (*id, is_serving(&addr).await) }
+                let tls = &self.tls;
+                async move { (*id, is_serving(&addr, tls).await) }
             });
             for (id, ok) in futures::future::join_all(checks).await {
                 if ok {
@@ -210,16 +220,15 @@ impl Supervisor {
     }
 }
 
-/// Whether the node at `addr` answers the standard gRPC health check as SERVING.
-pub async fn is_serving(addr: &str) -> bool {
+/// Whether the node at `addr` answers the standard gRPC health check as SERVING,
+/// over TLS trusting the cluster CA.
+pub async fn is_serving(addr: &str, tls: &crate::TlsConfig) -> bool {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-        return false;
-    };
-    let endpoint = endpoint.connect_timeout(Duration::from_millis(500));
+    let channels =
+        crate::channels::Channels::new(Duration::from_millis(500), None, Some(tls.clone()), None);
     let check = async {
-        let channel = endpoint.connect().await.ok()?;
+        let channel = channels.get(addr).ok()?;
         let resp = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: String::new(),
