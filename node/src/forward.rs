@@ -11,7 +11,7 @@ use crate::error::{NodeError, NodeResult};
 use crate::group::GroupHandle;
 use crate::node::StratusNode;
 use crate::objects::reader::ObjectReader;
-use crate::objects::{ContainerRecord, ObjectResponse};
+use crate::objects::{ContainerRecord, ObjectCommand, ObjectResponse};
 use crate::raft::{decode, encode, Command, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -265,6 +265,20 @@ impl StratusNode {
 
     /// Proposes on `g` (led here), through [`Self::propose_write`] for a client write.
     async fn propose_here(&self, g: &GroupHandle, command: Command) -> NodeResult<Response> {
+        if let Command::Object(ObjectCommand::Audit { tenant, .. }) = &command {
+            // Only the tenant's primary, under its write lease when it needs one,
+            // extends the audit chain: records it appends after a failover began
+            // would be numbered past what the failover waited for (and a
+            // secondary's own records would fork the chain). A refusal sends the
+            // batch back to the sender, which retries at the primary.
+            let record = self.tenant(tenant).await?;
+            crate::geo::lease::check_writable(self, g.id(), &record)?;
+            let response = g.propose(command).await?;
+            if let Response::Object(ObjectResponse::NotPrimary { .. }) = response {
+                return Err(crate::geo::lease::redirect(self, &record));
+            }
+            return Ok(response);
+        }
         let tenant = match &command {
             Command::Object(c) => c.client_write_tenant().map(str::to_owned),
             _ => None,

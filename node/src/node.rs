@@ -164,6 +164,7 @@ impl StratusNode {
         );
         drop(operator_secret);
         let peers = Arc::new(Peers::new(
+            id,
             transport,
             topology.clone(),
             auth.cluster_header(),
@@ -303,14 +304,22 @@ impl StratusNode {
         let reconcile = async {
             let mut tick = tokio::time::interval(crate::geo::reconcile::RECONCILE_EVERY);
             loop {
-                tick.tick().await;
-                crate::geo::reconcile::reconcile_round(&self).await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = self.directory.geo_changed() => {}
+                }
+                if crate::geo::reconcile::reconcile_round(&self).await {
+                    self.geo.renew_now.notify_one();
+                }
             }
         };
         let leases = async {
             let mut tick = tokio::time::interval(crate::geo::lease::LEASE_RENEW_EVERY);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = self.geo.renew_now.notified() => {}
+                }
                 crate::geo::lease::renew_round(&self).await;
             }
         };

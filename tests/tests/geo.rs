@@ -9,6 +9,8 @@ use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
 use std::time::Duration;
 use stratus_client::{Client, Consistency, Error, GetOptions, PutOptions, Redundancy, TenantInfo};
+use stratus_core::audit::AuditRecord;
+use stratus_tests::cli::Program;
 use stratus_tests::grpc::{self, put_header, put_messages};
 use stratus_tests::layout::Layout;
 use stratus_tests::poll::poll;
@@ -67,6 +69,47 @@ async fn wait_in_sync(client: &Client, tenant: &str) -> Result<TenantInfo> {
     .await
 }
 
+/// The tenant's audit log as its primary serves it, checked from genesis.
+async fn audit_chain(client: &Client, tenant: &str) -> Result<Vec<AuditRecord>> {
+    let page = client.audit_all(tenant, 0, 1_000_000).await?;
+    stratus_core::audit::verify(&page.records, None)?;
+    Ok(page.records)
+}
+
+/// Waits until the primary's audit log verifies from genesis, starts with
+/// `before` (records written earlier, unchanged and in the same order) and holds
+/// a record `wanted` checks for; returns it.
+async fn audit_chain_extending(
+    client: &Client,
+    tenant: &str,
+    before: &[AuditRecord],
+    what: &str,
+    wanted: impl Fn(&[AuditRecord]) -> bool,
+) -> Result<Vec<AuditRecord>> {
+    poll(what, Duration::from_secs(30), || async {
+        let records = audit_chain(client, tenant).await?;
+        ensure!(
+            records.len() >= before.len() && records[..before.len()] == *before,
+            "{} records do not start with the {} written before",
+            records.len(),
+            before.len()
+        );
+        ensure!(wanted(&records), "the awaited record is not in the log yet");
+        Ok(records)
+    })
+    .await
+}
+
+/// Records of `operation` on `resource` with result `ok`.
+fn count_ok(records: &[AuditRecord], operation: &str, resource: &str) -> usize {
+    records
+        .iter()
+        .filter(|r| {
+            r.event.operation == operation && r.event.resource == resource && r.event.result == "ok"
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()> {
     let opts = ClusterOptions {
@@ -91,6 +134,13 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
             .await?;
         written.push((key.to_string(), data));
     }
+    // The puts' audit records, then everything shipped (the records too).
+    let big = format!("object {tenant}/{CONTAINER}/big");
+    let audit_before_planned =
+        audit_chain_extending(&client, tenant, &[], "the puts in the audit log", |r| {
+            count_ok(r, "PutObject", &big) == 1
+        })
+        .await?;
     let t = wait_in_sync(&client, tenant).await?;
     ensure!(
         t.geo.as_ref().is_some_and(|g| g.secondary_region == PAIRED),
@@ -148,6 +198,17 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
         let (_, back) = read(&client, tenant, CONTAINER, key, Consistency::Strong).await?;
         ensure!(back == *data, "{key} changed across the planned failover");
     }
+    // The new primary continues the same audit chain (the failover call is in it
+    // once: recorded by the new primary, never by the old one as well).
+    let resource = format!("tenant {tenant}");
+    audit_chain_extending(
+        &client,
+        tenant,
+        &audit_before_planned,
+        "the planned failover in the new primary's audit log",
+        |r| count_ok(r, "Failover", &resource) == 1,
+    )
+    .await?;
     let after_planned = pattern(2_000, 5);
     poll(
         "writes after the planned failover",
@@ -168,6 +229,15 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
     )
     .await?;
     written.push(("after-planned".into(), after_planned));
+    let after_planned_key = format!("object {tenant}/{CONTAINER}/after-planned");
+    let audit_before_unplanned = audit_chain_extending(
+        &client,
+        tenant,
+        &audit_before_planned,
+        "the put after the planned failover in the audit log",
+        |r| count_ok(r, "PutObject", &after_planned_key) >= 1,
+    )
+    .await?;
     wait_in_sync(&client, tenant).await?;
 
     // Unplanned: the secondary (eu-west) is cut off while the primary (eu-north)
@@ -189,6 +259,24 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
         .await?;
         unshipped.push((key, data));
     }
+    // Their audit records are in the primary's chain (and its unshipped outbox).
+    let unshipped_resources: Vec<String> = unshipped
+        .iter()
+        .map(|(key, _)| format!("object {tenant}/{CONTAINER}/{key}"))
+        .collect();
+    let has_unshipped = |r: &[AuditRecord]| {
+        unshipped_resources
+            .iter()
+            .all(|res| count_ok(r, "PutObject", res) >= 1)
+    };
+    audit_chain_extending(
+        &client,
+        tenant,
+        &audit_before_unplanned,
+        "the unshipped puts in the cut-off primary's audit log",
+        has_unshipped,
+    )
+    .await?;
     for id in NORTH {
         cluster.kill(id)?;
     }
@@ -240,6 +328,47 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
             PutOptions::default(),
         )
         .await?;
+    // The audit log survived the loss of its primary region: the new primary
+    // continues the chain shipped before the cut (the records of the cut-off
+    // period may be missing, nothing is altered or reordered), and the CLI's
+    // export verifies from genesis.
+    let after_unplanned_key = format!("object {tenant}/{CONTAINER}/after-unplanned");
+    audit_chain_extending(
+        &client,
+        tenant,
+        &audit_before_unplanned,
+        "the new primary's audit log after the unplanned failover",
+        |r| count_ok(r, "PutObject", &after_unplanned_key) == 1,
+    )
+    .await?;
+    let work = tempfile::tempdir()?;
+    let any = cluster.addr(WEST[0])?;
+    let cli = Program::new(&bins!().cli, work.path())
+        .env("STRATUS_TOKEN", cluster.operator())
+        .env("STRATUS_CA", cluster.ca_file());
+    let file = work.path().join("audit.jsonl");
+    let file_arg = file.to_str().context("utf-8")?;
+    cli.run(&[
+        "--endpoint",
+        &any,
+        "audit",
+        "export",
+        tenant,
+        "--file",
+        file_arg,
+    ])
+    .await?
+    .ok()?;
+    let exported = std::fs::read_to_string(&file)?.lines().count();
+    ensure!(
+        exported > audit_before_unplanned.len(),
+        "{exported} records exported, {} before the failover",
+        audit_before_unplanned.len()
+    );
+    cli.run(&["audit", "verify", file_arg]).await?.ok()?;
+    cli.run(&["--endpoint", &any, "audit", "verify", tenant])
+        .await?
+        .ok()?;
 
     // The old primary comes back: it acknowledges nothing for the tenant.
     for id in NORTH {
@@ -293,6 +422,13 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
         .await?;
         ensure!(back == *data, "{key} differs in the recovery container");
     }
+    // The reprotect also appended the old primary's unshipped audit records to
+    // the chain (after those written since the failover).
+    let audit_after_reprotect = audit_chain(&client, tenant).await?;
+    ensure!(
+        has_unshipped(&audit_after_reprotect),
+        "the unshipped puts' audit records were not recovered"
+    );
     let t = wait_in_sync(&client, tenant).await?;
     ensure!(
         t.redundancy == Some(Redundancy::RaGrs)
@@ -308,5 +444,25 @@ async fn geo_replication_failover_and_reprotect_on_real_processes() -> Result<()
     )
     .await?;
     ensure!(back == pattern(777, 20), "the re-seeded secondary differs");
+
+    // The re-seeded secondary got the audit chain from genesis: moved back there,
+    // the tenant's log still verifies and keeps every earlier record.
+    let audit_before_back = audit_chain(&client, tenant).await?;
+    wait_in_sync(&client, tenant).await?;
+    let (t, _) = poll(
+        "planned failover back to the re-seeded region",
+        Duration::from_secs(60),
+        || async { Ok::<_, anyhow::Error>(client.failover(tenant, true).await?) },
+    )
+    .await?;
+    ensure!(t.region == PAIRED, "{t:?}");
+    audit_chain_extending(
+        &client,
+        tenant,
+        &audit_before_back,
+        "the audit log of the re-seeded region",
+        |r| r.len() > audit_before_back.len(),
+    )
+    .await?;
     Ok(())
 }

@@ -413,6 +413,55 @@ mod tests {
         assert_eq!(t.lease.as_ref().map(|l| l.seq_limit), Some(3010));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_failover_knows_when_this_node_applied_the_last_lease_grant() {
+        use crate::directory::{DirectoryView, LeaseSeen};
+        let view = DirectoryView::default();
+        let put = |t: &TenantRecord| {
+            view.write(|d| {
+                d.tenants.insert(t.name.clone(), t.clone());
+            })
+        };
+        let mut t = grs();
+        put(&t);
+        assert_eq!(
+            view.lease_seen("acme"),
+            LeaseSeen::Unknown,
+            "not failing over"
+        );
+        assert_eq!(
+            view.lease_seen("other"),
+            LeaseSeen::Unknown,
+            "no such tenant"
+        );
+
+        let ask = LeaseAsk {
+            tenant: "acme".into(),
+            epoch: 0,
+            head_seq: 10,
+        };
+        t.grant_lease(1, &ask, 100);
+        let applied_at = tokio::time::Instant::now();
+        view.note_lease("acme", t.lease.clone().expect("granted"));
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        t.begin_failover(false, 2100).expect("begins");
+        put(&t);
+        assert_eq!(view.lease_seen("acme"), LeaseSeen::AppliedAt(applied_at));
+
+        // A grant this node did not apply itself (it came in a snapshot): unknown,
+        // so the failover waits the whole time from its own BeginFailover.
+        let mut other = t.clone();
+        other.lease.as_mut().expect("granted").seq_limit += 1;
+        put(&other);
+        assert_eq!(view.lease_seen("acme"), LeaseSeen::Unknown);
+
+        // Never granted: nothing to wait for.
+        let mut fresh = grs();
+        fresh.begin_failover(true, 0).expect("begins");
+        put(&fresh);
+        assert_eq!(view.lease_seen("acme"), LeaseSeen::Never);
+    }
+
     fn outcome() -> FailoverOutcome {
         FailoverOutcome {
             last_sync_ms: 90,

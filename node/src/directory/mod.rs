@@ -209,6 +209,27 @@ pub struct DirectoryView {
     /// Set when applying a command that destroyed key material (a purge, a tenant
     /// delete): the node then shreds the directory's log on this replica.
     shred_requested: Arc<std::sync::atomic::AtomicBool>,
+    /// When this node applied each tenant's last lease grant (its own monotonic
+    /// clock), with the grant: a failover coordinated here waits out the lease from
+    /// then instead of from its own `BeginFailover` (see [`LeaseSeen`]).
+    leases_seen: Arc<Mutex<BTreeMap<String, (geo::LeaseGrant, tokio::time::Instant)>>>,
+    /// Woken when an applied command moved a tenant's primary (a completed
+    /// failover or reprotect), so this node's geo reconciler acts at once instead
+    /// of at its next round.
+    geo_changed: Arc<tokio::sync::Notify>,
+}
+
+/// What this node knows of a tenant's last write lease, once a failover began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseSeen {
+    /// This copy has not applied the tenant's `BeginFailover` yet, or did not
+    /// apply its last grant itself (it came in a snapshot or before a restart).
+    Unknown,
+    /// The failover began and no lease was ever granted.
+    Never,
+    /// The failover began; the last grant was applied here at this instant (after
+    /// it committed, so after its holder sent the request its lease runs from).
+    AppliedAt(tokio::time::Instant),
 }
 
 impl DirectoryView {
@@ -259,6 +280,44 @@ impl DirectoryView {
     pub fn take_shred_request(&self) -> bool {
         self.shred_requested
             .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wakes the geo reconciler (see the field).
+    pub(crate) fn notify_geo_changed(&self) {
+        self.geo_changed.notify_one();
+    }
+
+    /// Resolves once a command that moved a tenant's primary was applied here
+    /// (at once if one was applied since the last call).
+    pub async fn geo_changed(&self) {
+        self.geo_changed.notified().await;
+    }
+
+    /// Notes that this node just applied a lease grant for `tenant`.
+    pub(crate) fn note_lease(&self, tenant: &str, grant: geo::LeaseGrant) {
+        let now = tokio::time::Instant::now();
+        self.leases_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), (grant, now));
+    }
+
+    /// Where the last lease of `tenant` stands on this copy, for a failover.
+    pub fn lease_seen(&self, tenant: &str) -> LeaseSeen {
+        let Some(record) = self.tenant(tenant) else {
+            return LeaseSeen::Unknown;
+        };
+        if !matches!(record.status, TenantStatus::FailingOver { .. }) {
+            return LeaseSeen::Unknown;
+        }
+        let Some(grant) = &record.lease else {
+            return LeaseSeen::Never;
+        };
+        let seen = self.leases_seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(tenant) {
+            Some((g, at)) if g == grant => LeaseSeen::AppliedAt(*at),
+            _ => LeaseSeen::Unknown,
+        }
     }
 
     /// How many KEKs are cached (for tests and status).

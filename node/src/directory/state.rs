@@ -247,6 +247,7 @@ impl DirectoryState {
                 });
                 match (response, record) {
                     (DirectoryResponse::Tenant(tenant), Some(record)) => {
+                        self.view.notify_geo_changed();
                         DirectoryResponse::FailedOver {
                             tenant: Box::new(tenant),
                             record: Box::new(record),
@@ -259,9 +260,12 @@ impl DirectoryState {
                 name,
                 recovery_container,
                 recovered_objects,
-            } => self.change_tenant(data, batch, &name, |t| {
-                t.complete_reprotect(recovery_container, recovered_objects)
-            }),
+            } => {
+                self.view.notify_geo_changed();
+                self.change_tenant(data, batch, &name, |t| {
+                    t.complete_reprotect(recovery_container, recovered_objects)
+                })
+            }
             DirectoryCommand::RenewLeases {
                 group,
                 asks,
@@ -274,6 +278,9 @@ impl DirectoryState {
                             let granted = t.grant_lease(group, &ask, now_ms);
                             if granted.is_some() {
                                 batch.put(tenant_key(&t.name), frame::encode(&encode(&*t)));
+                                if let Some(grant) = &t.lease {
+                                    self.view.note_lease(&t.name, grant.clone());
+                                }
                             }
                             granted
                         }

@@ -2,7 +2,9 @@
 //!
 //! **Unplanned** (the primary region is unreachable): check that no member of the
 //! primary group answers; commit `BeginFailover` (no lease is granted from then
-//! on); wait [`FAILOVER_LEASE_WAIT`] so every lease granted before has lapsed; ask
+//! on); wait until every lease granted before has lapsed ([`FAILOVER_LEASE_WAIT`]
+//! after this node applied the last grant, so time the primary region has
+//! already been silent counts; see `wait_out_lease`); ask
 //! the secondary how far it got (its applied sequence and last sync time) and the
 //! directory's leader what the primary last reported; commit `CompleteFailover`
 //! with that loss window. The secondary group becomes primary at the next epoch
@@ -23,7 +25,9 @@
 use super::lease::FAILOVER_LEASE_WAIT;
 use super::status::view;
 use crate::directory::geo::{recovery_container, FailoverOutcome, FailoverRecord};
-use crate::directory::{DirectoryCommand, DirectoryResponse, TenantRecord, TenantStatus};
+use crate::directory::{
+    DirectoryCommand, DirectoryResponse, LeaseSeen, TenantRecord, TenantStatus,
+};
 use crate::error::{NodeError, NodeResult};
 use crate::forward::{GroupAnswer, GroupQuery};
 use crate::node::StratusNode;
@@ -36,6 +40,9 @@ use std::time::Duration;
 use stratus_core::placement::{GroupId, DIRECTORY_GROUP};
 use stratus_proto::v1 as pb;
 
+/// How often a failover looks whether this node's directory copy applied its
+/// `BeginFailover` (to learn when the last lease was granted).
+const LEASE_SEEN_POLL: Duration = Duration::from_millis(50);
 /// How long a planned failover waits for shipping to drain.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 /// How long probing one member of the primary group may take.
@@ -123,13 +130,7 @@ pub async fn failover(
         DirectoryResponse::Tenant(_) => {}
         other => return Err(refused(other)),
     }
-    tracing::info!(
-        tenant,
-        planned,
-        wait_ms = FAILOVER_LEASE_WAIT.as_millis() as u64,
-        "failover begun; waiting out the primary's write lease"
-    );
-    tokio::time::sleep(FAILOVER_LEASE_WAIT).await;
+    wait_out_lease(node, tenant, planned).await;
     // No lease is granted any more: the record (its last lease grant) is final.
     let record = fresh(node, tenant).await.unwrap_or(record);
     let outcome = match if planned {
@@ -161,6 +162,39 @@ pub async fn failover(
         }
         other => Err(refused(other)),
     }
+}
+
+/// Waits until every lease granted to the tenant's primary before `BeginFailover`
+/// has lapsed: [`FAILOVER_LEASE_WAIT`] after this node applied the last grant,
+/// when it applied it itself (the grant had committed by then, and its holder's
+/// lease runs from before the commit), else after `BeginFailover` committed. The
+/// first is what makes an unplanned failover quick: when the primary region died
+/// a few seconds before the operator asked, most of the wait has already passed.
+async fn wait_out_lease(node: &StratusNode, tenant: &str, planned: bool) {
+    let begun = tokio::time::Instant::now();
+    let latest = begun + FAILOVER_LEASE_WAIT;
+    // Bounded: until the latest end, at most one poll per LEASE_SEEN_POLL.
+    let until = loop {
+        match node.directory.lease_seen(tenant) {
+            LeaseSeen::Never => break begun,
+            LeaseSeen::AppliedAt(at) => break (at + FAILOVER_LEASE_WAIT).min(latest),
+            // This copy has not applied `BeginFailover` yet (or did not see the
+            // grant itself): ask again shortly, up to the full wait.
+            LeaseSeen::Unknown if tokio::time::Instant::now() + LEASE_SEEN_POLL < latest => {
+                tokio::time::sleep(LEASE_SEEN_POLL).await;
+            }
+            LeaseSeen::Unknown => break latest,
+        }
+    };
+    tracing::info!(
+        tenant,
+        planned,
+        wait_ms = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis() as u64,
+        "failover begun; waiting out the primary's write lease"
+    );
+    tokio::time::sleep_until(until).await;
 }
 
 /// Planned: waits until the secondary applied everything the primary holds.
@@ -308,6 +342,8 @@ async fn recover_unshipped(
 ) -> NodeResult<u64> {
     // The last unshipped write of each key.
     let mut latest: BTreeMap<(String, String), GeoOp> = BTreeMap::new();
+    // Unshipped audit batches: (node, incarnation, batch, events).
+    let mut audit: Vec<(u64, u64, u64, Vec<stratus_core::audit::AuditEvent>)> = Vec::new();
     let mut from = f.synced_seq + 1;
     while from < next_seq {
         let page = match node
@@ -335,11 +371,20 @@ async fn recover_unshipped(
                 GeoOp::Delete { object } => {
                     latest.remove(&(object.container.clone(), object.key.clone()));
                 }
+                GeoOp::Audit {
+                    records, batches, ..
+                } => {
+                    if let Some((from_node, (incarnation, number))) = batches.iter().next() {
+                        let events = records.iter().map(|r| r.event.clone()).collect();
+                        audit.push((*from_node, *incarnation, *number, events));
+                    }
+                }
                 _ => {}
             }
         }
         from = last + 1;
     }
+    recover_audit(node, record, audit).await?;
     if latest.is_empty() {
         return Ok(0);
     }
@@ -409,6 +454,36 @@ async fn recover_unshipped(
         tracing::warn!(tenant = %record.name, skipped_customer, "unshipped versions under customer-provided keys cannot be renamed without their key; they stay only in the old primary's copy until it is re-seeded");
     }
     Ok(recovered)
+}
+
+/// Appends the audit batches the old primary never shipped to the new primary's
+/// chain, as the batches they were (so one that its node already sent again to
+/// the new primary is not appended twice): new records after those written since
+/// the failover, with their original events.
+async fn recover_audit(
+    node: &StratusNode,
+    record: &TenantRecord,
+    batches: Vec<(u64, u64, u64, Vec<stratus_core::audit::AuditEvent>)>,
+) -> NodeResult<()> {
+    let mut events_total = 0;
+    for (from_node, incarnation, number, events) in batches {
+        events_total += events.len();
+        let command = ObjectCommand::Audit {
+            tenant: record.name.clone(),
+            node: from_node,
+            incarnation,
+            batch: number,
+            events,
+        };
+        match node.propose(record.group, Command::Object(command)).await? {
+            Response::Object(ObjectResponse::Audited { .. }) => {}
+            other => return Err(NodeError::Internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+    if events_total > 0 {
+        tracing::info!(tenant = %record.name, events = events_total, "unshipped audit records of the old primary appended to the chain");
+    }
+    Ok(())
 }
 
 /// Copies the chunks of `version` from group `from` to a majority of `to`.

@@ -10,9 +10,11 @@
 //! `crate::directory::geo::LeaseGrant`). The lease runs for [`LEASE_DURATION`]
 //! from the moment the request was *sent*, measured on the holder's clock, so it
 //! ends before any node could consider it ended. A failover first commits
-//! `BeginFailover` (no lease is granted after that) and then waits
-//! [`FAILOVER_LEASE_WAIT`] before it moves the primary: by then every lease granted
-//! before the commit has lapsed, with a margin for clock drift. The recorded limit
+//! `BeginFailover` (no lease is granted after that) and then waits until
+//! [`FAILOVER_LEASE_WAIT`] has passed since the last grant was applied on the
+//! coordinating node (or since `BeginFailover`, when that node did not apply the
+//! grant itself) before it moves the primary: by then every lease granted before
+//! the commit has lapsed, with a margin for clock drift. The recorded limit
 //! bounds the acknowledged writes an unplanned failover can lose.
 
 use crate::directory::geo::LeaseAsk;
@@ -30,8 +32,9 @@ use tokio::time::Instant;
 pub const LEASE_DURATION: Duration = Duration::from_secs(4);
 /// How often leaders renew.
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_millis(1000);
-/// How long a failover waits after `BeginFailover` committed: a lease plus a
-/// margin for clock drift between the holder and the waiting node.
+/// How long a failover waits after the last lease grant it saw applied (at most,
+/// after `BeginFailover` committed): a lease plus a margin for clock drift between
+/// the holder and the waiting node.
 pub const FAILOVER_LEASE_WAIT: Duration = Duration::from_millis(5500);
 
 #[derive(Debug, Clone, Copy)]

@@ -34,6 +34,9 @@ pub struct Geo {
     pub leases: lease::LeaseTable,
     /// On primaries' leaders: shipping progress per tenant.
     pub shipping: ship::ShipBook,
+    /// Woken when the reconciler changed a role, so a new primary asks for its
+    /// write lease at once instead of at the next renewal round.
+    pub renew_now: tokio::sync::Notify,
 }
 
 impl Geo {

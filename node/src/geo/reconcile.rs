@@ -134,7 +134,10 @@ async fn clear(g: &GroupHandle, tenant: &str) -> NodeResult<bool> {
 }
 
 /// One round over every replica group this node leads.
-pub async fn reconcile_round(node: &StratusNode) {
+///
+/// Returns whether it changed a role (a new primary then needs its lease).
+pub async fn reconcile_round(node: &StratusNode) -> bool {
+    let mut changed = false;
     let tenants: BTreeMap<String, TenantRecord> = node.directory.read(|d| d.tenants.clone());
     for g in node.groups.values().filter(|g| g.id() != DIRECTORY_GROUP) {
         if !g.is_leader() {
@@ -173,11 +176,16 @@ pub async fn reconcile_round(node: &StratusNode) {
                 .map(Some)
             }
             .await;
-            if let Err(e) = outcome {
-                tracing::debug!(tenant = %name, group = g.id(), error = %e, "geo role change deferred");
+            match outcome {
+                Ok(Some(_)) => changed = true,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(tenant = %name, group = g.id(), error = %e, "geo role change deferred")
+                }
             }
         }
     }
+    changed
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //!
 //! Each round, for every tenant whose role here is a shipping primary:
 //! - while the secondary has no full copy, one **seed** step: containers first, then
+//!   the tenant's audit chain from genesis (pages of records, verbatim), then
 //!   a page of objects (chunks pushed to the secondary's members before the entry
 //!   naming them), and at the end `GeoSeedDone`, after which outbox entries from
 //!   the seed's start apply in order (the seed read live state, so replaying them
@@ -41,6 +42,8 @@ const HEARTBEAT_EVERY_MS: u64 = 500;
 const ACK_EVERY: u64 = 500;
 /// Objects per seed step.
 const SEED_PAGE: usize = 32;
+/// Audit records per seed step.
+const SEED_AUDIT_PAGE: usize = 512;
 /// `(head, time)` notes kept per tenant.
 const OBSERVATIONS_MAX: usize = 512;
 /// Shipping counts as unavailable when nothing succeeded for this long.
@@ -52,6 +55,9 @@ pub struct Seed {
     /// Outbox entries from here on replay after the seed.
     pub start_seq: u64,
     containers_sent: bool,
+    /// The audit chain is across up to this record (`None`: not started).
+    audit_after: Option<u64>,
+    audit_sent: bool,
     /// The last (container, key) copied.
     after: Option<(String, String)>,
     pub done: u64,
@@ -395,6 +401,35 @@ async fn seed_step(
         )?;
         let seed = p.seeding.get_or_insert_with(Seed::default);
         seed.containers_sent = true;
+        return Ok(());
+    }
+    if !seed.audit_sent {
+        // The audit chain from genesis, a page per step (records never change, so
+        // pages read at different times still form one prefix of the chain; what
+        // is appended meanwhile is in the outbox from the seed's start).
+        let after = seed.audit_after.unwrap_or(0);
+        let records = reader.audit_records(tenant, after, SEED_AUDIT_PAGE)?;
+        let batches = reader
+            .audit_head(tenant)?
+            .map(|h| h.batches)
+            .unwrap_or_default();
+        let last = records.last().map(|r| r.seq);
+        let full = records.len() == SEED_AUDIT_PAGE;
+        if !records.is_empty() {
+            let op = GeoOp::Audit {
+                tenant: tenant.to_string(),
+                records,
+                batches,
+            };
+            refused(
+                to_secondary(node, target, seed_command(vec![op])).await?,
+                target,
+                p,
+            )?;
+        }
+        let seed = p.seeding.get_or_insert_with(Seed::default);
+        seed.audit_after = last.or(seed.audit_after);
+        seed.audit_sent = !full;
         return Ok(());
     }
     let page = reader.tenant_objects(tenant, seed.after.as_ref(), SEED_PAGE)?;

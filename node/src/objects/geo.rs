@@ -8,8 +8,8 @@
 //! The directory decides roles; `crate::geo::reconcile` turns its decisions into
 //! `SetRole` entries here.
 //!
-//! **Invariant:** a primary appends one outbox entry per applied write of a
-//! geo-redundant tenant, numbered without gaps (`next_seq`), and removes entries
+//! **Invariant:** a primary appends one outbox entry per applied write (and per
+//! audit batch) of a geo-redundant tenant, numbered without gaps (`next_seq`), and removes entries
 //! only once its secondary applied them (`GeoAcked`). A secondary applies shipped
 //! entries strictly in sequence order, each at most once.
 //!
@@ -18,6 +18,8 @@
 use super::{ContainerRecord, ObjectId, ObjectMeta};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use stratus_core::audit::AuditRecord;
 use stratus_core::crypto::envelope::Envelope;
 use stratus_core::placement::GroupId;
 
@@ -158,6 +160,17 @@ pub enum GeoOp {
         tenant: String,
         limit: u32,
     },
+    /// Records of the tenant's audit chain, exactly as the primary chained them
+    /// (seq, previous hash, hash, event), in order; `batches` are the
+    /// (node → incarnation, batch) they came from, so a batch a node sends again
+    /// after a failover is not appended twice. The secondary stores the records
+    /// verbatim and moves its audit head to the last, so a promoted secondary
+    /// continues the same chain.
+    Audit {
+        tenant: String,
+        records: Vec<AuditRecord>,
+        batches: BTreeMap<u64, (u64, u64)>,
+    },
 }
 
 impl GeoOp {
@@ -165,6 +178,17 @@ impl GeoOp {
     pub fn weight(&self) -> usize {
         match self {
             GeoOp::Put { inline, .. } => 512 + inline.as_ref().map_or(0, Bytes::len),
+            GeoOp::Audit { records, .. } => {
+                256 + records
+                    .iter()
+                    .map(|r| {
+                        256 + r.event.principal.len()
+                            + r.event.operation.len()
+                            + r.event.resource.len()
+                            + r.event.result.len()
+                    })
+                    .sum::<usize>()
+            }
             _ => 256,
         }
     }

@@ -112,6 +112,12 @@ pub(super) enum Pending {
         tenant: String,
         limit: u32,
     },
+    /// An audit batch of `node` (its records are what `ObjectStore::audit` chained).
+    Audit {
+        node: u64,
+        incarnation: u64,
+        number: u64,
+    },
 }
 
 /// The tenant a client write is for (`None` for geo-replication's own commands).
@@ -130,8 +136,10 @@ fn written_tenant(command: &ObjectCommand) -> Option<&str> {
         | ObjectCommand::GeoSeedDone { .. }
         | ObjectCommand::GeoAcked { .. }
         | ObjectCommand::Recover { .. } => None,
-        // Audit records join the chain wherever the tenant's group is (not shipped).
-        ObjectCommand::Audit { .. } => None,
+        // Only the primary extends a tenant's audit chain (a secondary or fenced
+        // group appending its own records would fork it); the records ship with
+        // the tenant's other writes.
+        ObjectCommand::Audit { tenant, .. } => Some(tenant),
     }
 }
 
@@ -207,6 +215,16 @@ impl ObjectStore {
                 tenant: tenant.clone(),
                 limit: *limit,
             },
+            ObjectCommand::Audit {
+                node,
+                incarnation,
+                batch,
+                ..
+            } => Pending::Audit {
+                node: *node,
+                incarnation: *incarnation,
+                number: *batch,
+            },
             _ => return None,
         };
         Some((tenant.to_string(), pending))
@@ -264,6 +282,25 @@ impl ObjectStore {
                     ..
                 },
             ) if objects + containers > 0 => GeoOp::Shred { tenant, limit },
+            (
+                Pending::Audit {
+                    node,
+                    incarnation,
+                    number,
+                },
+                ObjectResponse::Audited { .. },
+            ) => {
+                // Empty when the batch was applied before (a resend): nothing new.
+                let records = std::mem::take(&mut self.audited);
+                if records.is_empty() {
+                    return Ok(());
+                }
+                GeoOp::Audit {
+                    tenant: tenant.clone(),
+                    records,
+                    batches: BTreeMap::from([(node, (incarnation, number))]),
+                }
+            }
             _ => return Ok(()),
         };
         let TenantRole::Primary {
@@ -415,6 +452,12 @@ impl ObjectStore {
                     TenantRole::Secondary { as_of_ms, .. } if !reset => *as_of_ms,
                     _ => 0,
                 };
+                if reset {
+                    // The seed brings the primary's chain from genesis: a chain
+                    // left here (a former primary's, with records it never
+                    // shipped) must not mix with it.
+                    self.clear_audit(batch, &tenant);
+                }
                 TenantRole::Secondary {
                     epoch,
                     from,
@@ -442,6 +485,10 @@ impl ObjectStore {
             },
             RoleChange::Drop => {
                 self.trim_outbox(batch, &tenant, 0, u64::MAX)?;
+                if matches!(current, TenantRole::Secondary { .. }) {
+                    // A secondary's copy of the chain; the primary keeps the log.
+                    self.clear_audit(batch, &tenant);
+                }
                 batch.remove(layout::role(self.group(), &tenant));
                 self.roles.set(&tenant, None);
                 return Ok(ObjectResponse::Role(Box::new(TenantRole::implicit())));
@@ -733,6 +780,13 @@ impl ObjectStore {
             }
             GeoOp::Shred { tenant, limit } => {
                 self.shred_tenant(batch, tenant, limit)?;
+            }
+            GeoOp::Audit {
+                tenant,
+                records,
+                batches,
+            } => {
+                self.install_audit(batch, &tenant, records, batches)?;
             }
         }
         Ok(())

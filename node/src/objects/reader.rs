@@ -244,6 +244,15 @@ impl ObjectReader {
         self.get_record(&layout::audit_head(self.group, tenant))
     }
 
+    /// Record `seq` of `tenant`'s audit chain, if this group holds it.
+    pub fn audit_record(
+        &self,
+        tenant: &str,
+        seq: u64,
+    ) -> Result<Option<stratus_core::audit::AuditRecord>, StorageError> {
+        self.get_record(&layout::audit(self.group, tenant, seq))
+    }
+
     /// Up to `limit` audit records of `tenant` after `after_seq`, in order.
     pub fn audit_records(
         &self,

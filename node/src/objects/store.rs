@@ -45,9 +45,12 @@ pub struct ObjectStore {
     compacting: Option<(u64, u64)>,
     /// Compacted inline segments to remove once the engine is synced.
     removable: Vec<u64>,
-    /// Changes to tenants' usage (bytes, objects) by the command being applied,
-    /// stored when it ends.
+    /// Changes to tenants' usage (bytes, objects) by the commands of the apply
+    /// call under way, stored before its engine batch (`store_usage`).
     usage_delta: std::collections::BTreeMap<String, (i64, i64)>,
+    /// Audit records chained by the command being applied (its outbox entry
+    /// carries them when the tenant ships).
+    pub(super) audited: Vec<stratus_core::audit::AuditRecord>,
 }
 
 /// The version of an application row key (without the application prefix) that
@@ -115,6 +118,7 @@ impl ObjectStore {
             compacting: None,
             removable: Vec::new(),
             usage_delta: Default::default(),
+            audited: Vec::new(),
         }
     }
 
@@ -125,10 +129,19 @@ impl ObjectStore {
         d.1 += objects;
     }
 
-    /// Stores the usage changes of the command just applied.
-    fn store_usage(&mut self, batch: &mut WriteBatch) -> Result<(), StorageError> {
+    /// Stores the usage changes of every command applied since the last call,
+    /// through `view`: once per apply call (from `before_flush`), not once per
+    /// command, so a batch of puts writes its tenant's usage row once. Nothing
+    /// reads usage while an apply call runs (quotas are checked by the leader
+    /// against the engine, before proposing).
+    pub(super) fn store_usage(&mut self, view: &EngineRef) -> Result<(), StorageError> {
+        if self.usage_delta.is_empty() {
+            return Ok(());
+        }
+        let reader = ObjectReader::new(view.clone(), self.blobs.clone(), self.group());
+        let mut batch = WriteBatch::new();
         for (tenant, (bytes, objects)) in std::mem::take(&mut self.usage_delta) {
-            let mut u = self.reader.usage(&tenant)?;
+            let mut u = reader.usage(&tenant)?;
             u.bytes = u.bytes.saturating_add_signed(bytes);
             u.objects = u.objects.saturating_add_signed(objects);
             batch.put(
@@ -136,7 +149,7 @@ impl ObjectStore {
                 frame::encode(&encode(&u)),
             );
         }
-        Ok(())
+        view.apply(batch)
     }
 
     /// The inline writer, opened from the stored locations on first use (reload
@@ -537,6 +550,7 @@ impl ObjectStore {
                 super::layout::audit(group, tenant, record.seq),
                 frame::encode(&encode(&record)),
             );
+            self.audited.push(record);
         }
         head.batches.insert(node, (incarnation, number));
         batch.put(
@@ -544,6 +558,114 @@ impl ObjectStore {
             frame::encode(&encode(&head)),
         );
         Ok(ObjectResponse::Audited { seq: head.seq })
+    }
+
+    /// Stores audit records shipped by the tenant's primary verbatim, continuing
+    /// this group's copy of the chain. Records this copy already holds are
+    /// skipped (a seed and the outbox entries replayed after it overlap). Where
+    /// the copy holds a different record at a shipped record's place (an old
+    /// primary that appended after a planned failover's drain), the primary's
+    /// chain wins: the copy is cut back to the shipped record's predecessor. A
+    /// record that continues neither (a gap, another chain) stops the rest, so the
+    /// copy stays a prefix of the primary's chain.
+    pub(super) fn install_audit(
+        &mut self,
+        batch: &mut WriteBatch,
+        tenant: &str,
+        records: Vec<stratus_core::audit::AuditRecord>,
+        batches: std::collections::BTreeMap<u64, (u64, u64)>,
+    ) -> Result<(), StorageError> {
+        let group = self.group();
+        let mut head = self
+            .reader
+            .audit_head(tenant)?
+            .unwrap_or_else(|| super::AuditHead {
+                hash: stratus_core::audit::genesis(tenant),
+                ..Default::default()
+            });
+        let mut added = 0;
+        let start = head.seq;
+        for record in records {
+            if record.seq <= head.seq {
+                if record.seq > start {
+                    continue; // a duplicate within this call
+                }
+                let here = self.reader.audit_record(tenant, record.seq)?;
+                if here.is_some_and(|r| r.hash == record.hash) {
+                    continue;
+                }
+                let prev = match record.seq {
+                    0 => None,
+                    1 => Some(stratus_core::audit::genesis(tenant)),
+                    n => self
+                        .reader
+                        .audit_record(tenant, n - 1)?
+                        .and_then(|r| stratus_core::audit::parse_hash(&r.hash)),
+                };
+                let Some(prev) = prev.filter(|p| hex::encode(p) == record.prev_hash) else {
+                    tracing::warn!(
+                        group,
+                        tenant,
+                        seq = record.seq,
+                        "a shipped audit record differs from this copy's and does not follow its predecessor here; not stored"
+                    );
+                    break;
+                };
+                tracing::warn!(
+                    group,
+                    tenant,
+                    seq = record.seq,
+                    dropped = head.seq - record.seq + 1,
+                    "this copy of the audit chain forked from the primary's; the primary's records replace it from here"
+                );
+                let end =
+                    crate::raft::keys::prefix_end(&super::layout::audit_prefix(group, tenant))
+                        .unwrap_or_else(|| crate::raft::keys::app_end(group));
+                batch.remove_range(super::layout::audit(group, tenant, record.seq), end);
+                head.seq = record.seq - 1;
+                head.hash = prev;
+                added += 1; // the head changes even if nothing follows
+            }
+            let hash = stratus_core::audit::parse_hash(&record.hash);
+            let continues = record.tenant == tenant
+                && record.seq == head.seq + 1
+                && record.prev_hash == hex::encode(head.hash);
+            let Some(hash) = hash.filter(|_| continues) else {
+                tracing::warn!(
+                    group,
+                    tenant,
+                    seq = record.seq,
+                    head = head.seq,
+                    "a shipped audit record does not continue this copy of the chain; not stored"
+                );
+                break;
+            };
+            head.seq = record.seq;
+            head.hash = hash;
+            batch.put(
+                super::layout::audit(group, tenant, record.seq),
+                frame::encode(&encode(&record)),
+            );
+            added += 1;
+        }
+        if added > 0 {
+            head.batches.extend(batches);
+            batch.put(
+                super::layout::audit_head(group, tenant),
+                frame::encode(&encode(&head)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes this group's copy of `tenant`'s audit chain (records and head).
+    pub(super) fn clear_audit(&mut self, batch: &mut WriteBatch, tenant: &str) {
+        let group = self.group();
+        let prefix = super::layout::audit_prefix(group, tenant);
+        let end = crate::raft::keys::prefix_end(&prefix)
+            .unwrap_or_else(|| crate::raft::keys::app_end(group));
+        batch.remove_range(prefix, end);
+        batch.remove(super::layout::audit_head(group, tenant));
     }
 }
 
@@ -565,6 +687,7 @@ impl Application for ObjectStore {
                 why: "directory command in a replica group's log".into(),
             });
         };
+        self.audited.clear();
         if let Some(refusal) = self.refuse_if_not_primary(&command) {
             return Ok(Response::Object(refusal));
         }
@@ -640,11 +763,11 @@ impl Application for ObjectStore {
         if let Some(shipped) = shipped {
             self.record_outbox(batch, shipped, &response)?;
         }
-        self.store_usage(batch)?;
         Ok(Response::Object(response))
     }
 
     fn before_flush(&mut self, view: &EngineRef) -> Result<(), StorageError> {
+        self.store_usage(view)?;
         self.compact_inline(view)
     }
 

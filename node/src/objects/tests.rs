@@ -63,6 +63,8 @@ impl Fixture {
             .apply(Command::Object(command), log_id, &view, &mut batch)
             .unwrap();
         crate::storage::Engine::apply(&self.engine, batch).unwrap();
+        // As the state machine does before each engine batch.
+        self.store.store_usage(&view).unwrap();
         self.store.finish_entry().unwrap();
         match response {
             Response::Object(r) => r,
@@ -620,4 +622,328 @@ fn shipped_operations_apply_in_order_within_one_geo_apply() {
             "version {version} is dead and must not keep its bytes"
         );
     }
+}
+
+fn event(n: u64, node: u64) -> stratus_core::audit::AuditEvent {
+    stratus_core::audit::AuditEvent {
+        time_ms: 1_000 + n,
+        principal: "operator".into(),
+        operation: format!("Op{n}"),
+        resource: "tenant tenant1".into(),
+        result: "ok".into(),
+        node,
+    }
+}
+
+fn audit_batch(node: u64, batch: u64, events: std::ops::Range<u64>) -> ObjectCommand {
+    ObjectCommand::Audit {
+        tenant: "tenant1".into(),
+        node,
+        incarnation: 77,
+        batch,
+        events: events.map(|n| event(n, node)).collect(),
+    }
+}
+
+fn set_role(f: &mut Fixture, change: geo::RoleChange) -> geo::TenantRole {
+    match f.apply(ObjectCommand::SetRole {
+        tenant: "tenant1".into(),
+        change,
+    }) {
+        ObjectResponse::Role(r) => *r,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The stored bytes of every audit record of `tenant1`, and of its head (the
+/// engine's own values, compared byte for byte between groups).
+fn audit_bytes(f: &Fixture) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let head = f.reader.audit_head("tenant1").unwrap().unwrap();
+    let records = (1..=head.seq)
+        .map(|seq| {
+            crate::storage::Engine::get(&f.engine, &layout::audit(G, "tenant1", seq))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let head = crate::storage::Engine::get(&f.engine, &layout::audit_head(G, "tenant1"))
+        .unwrap()
+        .unwrap();
+    (records, head)
+}
+
+fn audit_log(f: &Fixture) -> Vec<stratus_core::audit::AuditRecord> {
+    f.reader.audit_records("tenant1", 0, usize::MAX).unwrap()
+}
+
+/// The audit chain of a geo tenant travels in the outbox: the secondary stores
+/// the primary's records byte for byte (and its head, with the batches it
+/// applied), never appends its own while it is secondary, and once promoted
+/// continues the same chain, ignoring a batch the old primary had applied.
+#[test]
+fn a_shipped_audit_chain_is_identical_on_the_secondary_and_continues_after_promotion() {
+    let mut primary = Fixture::new();
+    set_role(
+        &mut primary,
+        geo::RoleChange::Primary {
+            epoch: 1,
+            ship_to: Some(9),
+        },
+    );
+    assert_eq!(
+        primary.apply(audit_batch(1, 1, 0..3)),
+        ObjectResponse::Audited { seq: 3 }
+    );
+    assert_eq!(
+        primary.apply(audit_batch(2, 1, 3..5)),
+        ObjectResponse::Audited { seq: 5 }
+    );
+    // A resend is not appended, and ships nothing.
+    assert_eq!(
+        primary.apply(audit_batch(2, 1, 3..5)),
+        ObjectResponse::Audited { seq: 5 }
+    );
+    let outbox = primary.reader.outbox("tenant1", 1, usize::MAX).unwrap();
+    assert_eq!(outbox.len(), 2, "{outbox:?}");
+    assert!(outbox
+        .iter()
+        .all(|e| matches!(&e.op, geo::GeoOp::Audit { records, .. } if !records.is_empty())));
+
+    let mut secondary = Fixture::new();
+    set_role(
+        &mut secondary,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: true,
+        },
+    );
+    secondary.apply(ObjectCommand::GeoSeedDone {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        next_seq: 1,
+        as_of_ms: 0,
+    });
+    // While secondary, the group refuses to extend the chain itself.
+    assert!(matches!(
+        secondary.apply(audit_batch(3, 1, 10..11)),
+        ObjectResponse::NotPrimary { .. }
+    ));
+    assert_eq!(secondary.reader.audit_head("tenant1").unwrap(), None);
+    let applied = secondary.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        first_seq: 1,
+        entries: outbox.clone(),
+        as_of_ms: 500,
+    });
+    assert_eq!(
+        applied,
+        ObjectResponse::Geo(geo::GeoReply::Applied { applied_seq: 2 })
+    );
+    assert_eq!(audit_bytes(&secondary), audit_bytes(&primary));
+    // Shipped again (a lost answer): nothing changes.
+    secondary.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        first_seq: 1,
+        entries: outbox,
+        as_of_ms: 600,
+    });
+    assert_eq!(audit_bytes(&secondary), audit_bytes(&primary));
+
+    // A failover: the secondary becomes primary and continues the chain.
+    set_role(
+        &mut secondary,
+        geo::RoleChange::Primary {
+            epoch: 2,
+            ship_to: None,
+        },
+    );
+    assert_eq!(
+        secondary.apply(audit_batch(2, 1, 3..5)),
+        ObjectResponse::Audited { seq: 5 },
+        "a batch the old primary applied and shipped is not appended again"
+    );
+    assert_eq!(
+        secondary.apply(audit_batch(1, 2, 5..7)),
+        ObjectResponse::Audited { seq: 7 }
+    );
+    let log = audit_log(&secondary);
+    assert_eq!(log.len(), 7);
+    assert_eq!(&log[..5], &audit_log(&primary)[..]);
+    let end = stratus_core::audit::verify(&log, None).unwrap().unwrap();
+    let head = secondary.reader.audit_head("tenant1").unwrap().unwrap();
+    assert_eq!(end, (7, head.hash));
+}
+
+/// A seed copies the chain from genesis; the outbox entries replayed after it
+/// overlap the copy and add only what it lacks. A group that becomes a fresh
+/// secondary (a reprotected old primary) drops its own chain first, so its
+/// unshipped records never mix with the new primary's.
+#[test]
+fn a_seeded_audit_chain_starts_at_genesis_and_a_reset_secondary_drops_its_own() {
+    let mut primary = Fixture::new();
+    primary.apply(audit_batch(1, 1, 0..4));
+    set_role(
+        &mut primary,
+        geo::RoleChange::Primary {
+            epoch: 1,
+            ship_to: Some(9),
+        },
+    );
+    primary.apply(audit_batch(1, 2, 4..6));
+    let seeded_part = audit_log(&primary);
+    primary.apply(audit_batch(1, 3, 6..8));
+    let outbox = primary.reader.outbox("tenant1", 1, usize::MAX).unwrap();
+    assert_eq!(
+        outbox.len(),
+        2,
+        "records before shipping began are not in it"
+    );
+
+    // The old primary of an earlier epoch, with records of its own.
+    let mut secondary = Fixture::new();
+    secondary.apply(audit_batch(5, 1, 100..103));
+    set_role(&mut secondary, geo::RoleChange::Fence { epoch: 1 });
+    set_role(
+        &mut secondary,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: true,
+        },
+    );
+    assert!(audit_log(&secondary).is_empty());
+    assert_eq!(secondary.reader.audit_head("tenant1").unwrap(), None);
+    let batches = primary
+        .reader
+        .audit_head("tenant1")
+        .unwrap()
+        .unwrap()
+        .batches;
+    let seed = secondary.apply(ObjectCommand::GeoSeed {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        ops: vec![geo::GeoOp::Audit {
+            tenant: "tenant1".into(),
+            records: seeded_part,
+            batches,
+        }],
+    });
+    assert!(matches!(
+        seed,
+        ObjectResponse::Geo(geo::GeoReply::Applied { .. })
+    ));
+    secondary.apply(ObjectCommand::GeoSeedDone {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        next_seq: 1,
+        as_of_ms: 0,
+    });
+    secondary.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        first_seq: 1,
+        entries: outbox,
+        as_of_ms: 500,
+    });
+    assert_eq!(audit_bytes(&secondary), audit_bytes(&primary));
+    assert_eq!(
+        stratus_core::audit::verify(&audit_log(&secondary), None).unwrap(),
+        Some((
+            8,
+            primary.reader.audit_head("tenant1").unwrap().unwrap().hash
+        ))
+    );
+}
+
+/// Records that do not continue the secondary's copy (a gap) are not stored:
+/// the copy stays a prefix of the primary's chain.
+#[test]
+fn a_shipped_audit_record_that_does_not_continue_the_chain_is_not_stored() {
+    let mut source = Fixture::new();
+    source.apply(audit_batch(1, 1, 0..4));
+    let log = audit_log(&source);
+    let mut secondary = Fixture::new();
+    set_role(
+        &mut secondary,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: true,
+        },
+    );
+    let ops = vec![geo::GeoOp::Audit {
+        tenant: "tenant1".into(),
+        records: vec![log[0].clone(), log[2].clone(), log[3].clone()],
+        batches: Default::default(),
+    }];
+    secondary.apply(ObjectCommand::GeoSeed {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        ops,
+    });
+    assert_eq!(audit_log(&secondary), vec![log[0].clone()]);
+    assert_eq!(
+        secondary.reader.audit_head("tenant1").unwrap().unwrap().seq,
+        1
+    );
+}
+
+/// An old primary that appended records of its own after the chain it shipped
+/// (a planned failover's narrow race) takes the new primary's records in their
+/// place: its copy becomes the primary's chain again instead of staying forked.
+#[test]
+fn a_forked_copy_of_the_audit_chain_gives_way_to_the_primarys_records() {
+    let mut primary = Fixture::new();
+    let mut old = Fixture::new();
+    for f in [&mut primary, &mut old] {
+        assert_eq!(
+            f.apply(audit_batch(1, 1, 0..3)),
+            ObjectResponse::Audited { seq: 3 }
+        );
+    }
+    assert_eq!(audit_log(&primary), audit_log(&old), "the shared part");
+    old.apply(audit_batch(9, 1, 100..102));
+    primary.apply(audit_batch(2, 1, 3..6));
+    let theirs = audit_log(&primary)[3..].to_vec();
+    set_role(
+        &mut old,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: false,
+        },
+    );
+    let applied = old.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        first_seq: 1,
+        entries: vec![geo::GeoEntry {
+            seq: 1,
+            op: geo::GeoOp::Audit {
+                tenant: "tenant1".into(),
+                records: theirs,
+                batches: Default::default(),
+            },
+        }],
+        as_of_ms: 10,
+    });
+    assert_eq!(
+        applied,
+        ObjectResponse::Geo(geo::GeoReply::Applied { applied_seq: 1 })
+    );
+    assert_eq!(audit_bytes(&old).0, audit_bytes(&primary).0);
+    let head = old.reader.audit_head("tenant1").unwrap().unwrap();
+    let want = primary.reader.audit_head("tenant1").unwrap().unwrap();
+    assert_eq!((head.seq, head.hash), (want.seq, want.hash));
 }

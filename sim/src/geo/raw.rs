@@ -12,6 +12,18 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Longest one raw call may take.
 const CALL_MAX: Duration = Duration::from_millis(1500);
 
+/// `req` with the simulation's operator secret as its credential: without one
+/// every node refuses the call before it gets to the tenant's role and lease, and
+/// a fence probe would prove nothing about fencing.
+fn authorized<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let bearer = format!("Bearer {}", crate::workload::SIM_OPERATOR_SECRET);
+    if let Ok(v) = bearer.parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
 /// A lazily connected channel to `addr` over turmoil's network.
 pub fn channel(addr: &str) -> Option<Channel> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
@@ -58,7 +70,12 @@ pub async fn put(
         },
     ];
     let mut client = ObjectServiceClient::new(channel);
-    match tokio::time::timeout(CALL_MAX, client.put_object(futures::stream::iter(msgs))).await {
+    match tokio::time::timeout(
+        CALL_MAX,
+        client.put_object(authorized(futures::stream::iter(msgs))),
+    )
+    .await
+    {
         Ok(Ok(r)) => Ok(r.into_inner().object.unwrap_or_default()),
         Ok(Err(status)) => Err(status
             .metadata()
@@ -82,7 +99,7 @@ pub async fn get(channel: Channel, tenant: &str, container: &str, key: &str) -> 
         ..Default::default()
     };
     let read = async {
-        let mut stream = client.get_object(req).await?.into_inner();
+        let mut stream = client.get_object(authorized(req)).await?.into_inner();
         let mut info = None;
         let mut data = Vec::new();
         while let Some(msg) = stream.message().await? {
