@@ -119,11 +119,8 @@ impl Client {
         F: Fn(pb::admin_service_client::AdminServiceClient<crate::channels::Conn>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let endpoints = self.endpoints();
-        let start = self.preferred_endpoint();
         let mut last = None;
-        for i in 0..endpoints.len() {
-            let addr = &endpoints[(start + i) % endpoints.len()];
+        for addr in &self.endpoints_to_try() {
             let client = self.admin_client(addr)?;
             let attempt = async {
                 call(client)
@@ -132,11 +129,20 @@ impl Client {
                     .map_err(|s| Error::from_status(&s, addr))
             };
             match with_timeout(FAILOVER_TIMEOUT, addr, attempt).await {
-                Err(e @ Error::Transport { sent: false, .. }) => last = Some(e),
+                Err(e @ Error::Transport { sent: false, .. }) => {
+                    self.note_reachable(addr, false);
+                    last = Some(e);
+                }
                 // That node is cut off from the directory (with a failed region,
                 // say): the failover was not begun, another node may do it.
                 Err(e) if e.code() == Some(DIRECTORY_UNREACHABLE_CODE) => last = Some(e),
-                other => return other,
+                other => {
+                    if other.is_ok() {
+                        self.note_reachable(addr, true);
+                        self.set_preferred_addr(addr);
+                    }
+                    return other;
+                }
             }
         }
         Err(last.unwrap_or_else(|| Error::config("no endpoint to send the request to")))

@@ -183,16 +183,17 @@ fn route_addrs(p: &Placement, secondary: bool) -> Vec<String> {
 impl<'a> Cursor<'a> {
     async fn new(client: &Client, route: Route<'a>) -> Result<Cursor<'a>, Error> {
         let (addrs, index, from_cache) = match route {
-            Route::Any => (client.endpoints(), client.preferred_endpoint(), false),
+            Route::Any => (client.endpoints_to_try(), 0, false),
             Route::Tenant(tenant) | Route::Replica(tenant) | Route::Secondary(tenant) => {
                 let secondary = matches!(route, Route::Secondary(_));
-                let (addrs, from_cache) = match client.inner.placements.get(tenant) {
+                let (mut addrs, from_cache) = match client.inner.placements.get(tenant) {
                     Some(p) => (route_addrs(&p, secondary), true),
                     None => (
                         route_addrs(&client.resolve_boxed(tenant).await?, secondary),
                         false,
                     ),
                 };
+                client.inner.unreachable.order(&mut addrs);
                 let start = match route {
                     Route::Replica(_) | Route::Secondary(_) => client.next_rotation(),
                     _ => 0,
@@ -218,10 +219,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn succeeded(&self, client: &Client, addr: &str) {
+        client.note_reachable(addr, true);
         match self.route {
-            Route::Any if self.hint.is_none() => {
-                client.set_preferred_endpoint(self.index % self.addrs.len())
-            }
+            Route::Any if self.hint.is_none() => client.set_preferred_addr(addr),
             Route::Any | Route::Replica(_) | Route::Secondary(_) => {}
             Route::Tenant(tenant) => client.inner.placements.set_leader(tenant, addr),
         }
@@ -234,6 +234,7 @@ impl<'a> Cursor<'a> {
             other => other,
         };
         if let Error::Transport { .. } = cause {
+            client.note_reachable(addr, false);
             client.inner.channels.reset(addr);
             if let Some(tenant) = self.route.tenant() {
                 client.inner.placements.forget_unreachable(tenant, addr);
@@ -250,19 +251,40 @@ impl<'a> Cursor<'a> {
     /// stale-placement answer). Keeps the old addresses if that fails.
     async fn refresh(&mut self, client: &Client) {
         let Some(tenant) = self.route.tenant() else {
-            self.addrs = client.endpoints();
+            self.addrs = client.endpoints_to_try();
+            self.index = 0;
             return;
         };
         client.inner.placements.remove(tenant);
         match client.resolve_boxed(tenant).await {
             Ok(p) => {
                 self.addrs = route_addrs(&p, matches!(self.route, Route::Secondary(_)));
+                client.inner.unreachable.order(&mut self.addrs);
                 self.index = 0;
                 self.from_cache = false;
             }
             Err(e) => tracing::debug!(tenant, error = %e, "re-resolving placement failed"),
         }
         self.tried = 0;
+    }
+
+    /// After a probe of the tenant's members: starts again from the first member
+    /// of the cached placement that answered (members that did not come last), or
+    /// resolves the tenant again when the probe found every member silent (the
+    /// placement is then gone from the cache).
+    async fn reload(&mut self, client: &Client) {
+        let Some(tenant) = self.route.tenant() else {
+            return;
+        };
+        match client.inner.placements.get(tenant) {
+            Some(p) => {
+                self.addrs = route_addrs(&p, matches!(self.route, Route::Secondary(_)));
+                client.inner.unreachable.order(&mut self.addrs);
+                self.index = 0;
+                self.hint = None;
+            }
+            None => self.refresh(client).await,
+        }
     }
 
     /// Moves on after a retryable failure; returns whether the next attempt may
@@ -319,9 +341,91 @@ fn give_up(e: Error, attempts: &Attempts) -> Error {
 /// otherwise be an infinitely sized future type.
 type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Placement, Error>> + Send + 'a>>;
 
+/// Whether `e` (or the cause of an unknown outcome) is a node that did not answer.
+fn is_transport(e: &Error) -> bool {
+    match e {
+        Error::OutcomeUnknown { cause, .. } => matches!(cause.as_ref(), Error::Transport { .. }),
+        other => matches!(other, Error::Transport { .. }),
+    }
+}
+
 impl Client {
     fn resolve_boxed<'a>(&'a self, tenant: &'a str) -> Resolving<'a> {
         Box::pin(self.resolve_tenant(tenant))
+    }
+
+    /// After `failed`, a member of the tenant's group (or secondary group), did not
+    /// answer: asks every other member at once, within the connect timeout, and
+    /// notes which do not answer either (tried last from then on; once every
+    /// member is silent the placement is dropped, so the next attempt resolves
+    /// the tenant again). Without it, a client whose tenant lost its whole region
+    /// paid a full request or stream timeout on each member in turn before it
+    /// asked where the tenant had gone (found by the region-failover scenario:
+    /// workload clients wrote again 16 s after the region was lost, 10 s after the
+    /// failover). The probe is `ResolveTenant`, which every live node answers.
+    pub(crate) async fn probe_members(&self, tenant: &str, secondary: bool, failed: &str) {
+        let Some(p) = self.inner.placements.get(tenant) else {
+            return;
+        };
+        let limit = self.config().connect_timeout;
+        let others: Vec<String> = route_addrs(&p, secondary)
+            .into_iter()
+            .filter(|a| a != failed)
+            .collect();
+        let probes = others
+            .iter()
+            .map(|addr| async move { (addr, self.probe(tenant, addr, limit).await) });
+        for (addr, answered) in futures::future::join_all(probes).await {
+            if !answered {
+                tracing::debug!(tenant, %addr, "probe: member does not answer either");
+                self.inner.placements.forget_unreachable(tenant, addr);
+            }
+        }
+    }
+
+    /// Whether `addr` answers a `ResolveTenant` for `tenant` within `limit` (any
+    /// answer, a refusal too, shows the node is there); notes the result.
+    async fn probe(&self, tenant: &str, addr: &str, limit: Duration) -> bool {
+        let req = stratus_proto::v1::ResolveTenantRequest {
+            tenant: tenant.to_owned(),
+        };
+        let call = async {
+            let mut admin = self.admin_client(addr)?;
+            admin
+                .resolve_tenant(req)
+                .await
+                .map_err(|s| Error::from_status(&s, addr))
+        };
+        let answered = !matches!(
+            crate::retry::with_timeout(limit, addr, call).await,
+            Err(Error::Transport { .. })
+        );
+        self.note_reachable(addr, answered);
+        if !answered {
+            self.inner.channels.reset(addr);
+        }
+        answered
+    }
+
+    /// Before an attempt at `addr`, a node of the tenant's group that recently did
+    /// not answer: whether it answers now (a probe within the connect timeout). An
+    /// attempt at a dead node costs a request or stream timeout and, for a write
+    /// sent at most once, leaves its outcome unknown; a probe costs the connect
+    /// timeout and sends nothing.
+    async fn still_silent(&self, route: Route<'_>, addr: &str) -> Option<Error> {
+        let tenant = route.tenant()?;
+        if !self.inner.unreachable.is_recent(addr)
+            || self
+                .probe(tenant, addr, self.config().connect_timeout)
+                .await
+        {
+            return None;
+        }
+        Some(Error::Transport {
+            addr: addr.to_owned(),
+            message: "did not answer recently, nor a probe now; nothing was sent".into(),
+            sent: false,
+        })
     }
 
     /// Runs `attempt(addr, time_left)` until it succeeds, fails fatally, or the
@@ -341,7 +445,11 @@ impl Client {
         let mut refreshed = false;
         loop {
             let addr = cursor.current();
-            let e = match attempt(addr.clone(), attempts.remaining()).await {
+            let outcome = match self.still_silent(route, &addr).await {
+                Some(e) => Err(Failure::Retry(e)),
+                None => attempt(addr.clone(), attempts.remaining()).await,
+            };
+            let e = match outcome {
                 Ok(v) => {
                     cursor.succeeded(self, &addr);
                     return Ok(v);
@@ -353,10 +461,28 @@ impl Client {
                 }
                 Err(Failure::Fatal(e)) => {
                     cursor.unreachable(self, &addr, &e);
+                    if let (Some(tenant), true) = (route.tenant(), is_transport(&e)) {
+                        // Before the caller hears (at most a connect timeout later):
+                        // its next operation then avoids the members that are
+                        // silent too. (Probing in the background let the next
+                        // operation start first and wait on another dead member.)
+                        self.probe_members(tenant, matches!(route, Route::Secondary(_)), &addr)
+                            .await;
+                    }
                     return Err(e);
                 }
                 Err(Failure::Retry(e)) => {
                     cursor.unreachable(self, &addr, &e);
+                    if let (Some(tenant), true) = (route.tenant(), is_transport(&e)) {
+                        self.probe_members(tenant, matches!(route, Route::Secondary(_)), &addr)
+                            .await;
+                        cursor.reload(self).await;
+                        let Some(delay) = attempts.next(true) else {
+                            return Err(give_up(e, &attempts));
+                        };
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
                     let immediate = cursor.advance(self, &e).await;
                     let Some(delay) = attempts.next(immediate) else {
                         tracing::debug!(op, attempts = attempts.count, error = %e, "giving up");

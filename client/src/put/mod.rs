@@ -145,16 +145,26 @@ async fn produce(
     Ok(())
 }
 
-/// Resolves when `counter` has not moved for `idle`.
+/// Checks of [`stalled`] per idle period: it notices a stall at most
+/// `idle / STALL_CHECKS_PER_IDLE` late.
+const STALL_CHECKS_PER_IDLE: u32 = 8;
+
+/// Resolves when `counter` has not moved for `idle`. (Sleeping a whole `idle`
+/// between checks noticed a stall only up to 2 × `idle` after the last progress:
+/// a small put whose node died just after it was sent waited twice the timeout.)
 async fn stalled(counter: &AtomicU64, idle: Duration) {
+    let tick = (idle / STALL_CHECKS_PER_IDLE).max(Duration::from_millis(1));
     let mut last = counter.load(Ordering::Relaxed);
+    let mut moved_at = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(idle).await;
+        tokio::time::sleep(tick).await;
         let now = counter.load(Ordering::Relaxed);
-        if now == last {
+        if now != last {
+            last = now;
+            moved_at = tokio::time::Instant::now();
+        } else if moved_at.elapsed() >= idle {
             return;
         }
-        last = now;
     }
 }
 
@@ -316,6 +326,26 @@ fn classify_put_failure(e: Error, plan: &PutPlan, trailer_sent: bool, replayable
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_is_noticed_within_one_check_of_the_idle_time() {
+        let idle = Duration::from_secs(4);
+        let counter = Arc::new(AtomicU64::new(0));
+        let start = tokio::time::Instant::now();
+        let c = counter.clone();
+        // Progress at 1 s, then silence: the stall is 4 s after that, not 8 s.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        stalled(&counter, idle).await;
+        let waited = start.elapsed();
+        let late_max = idle / STALL_CHECKS_PER_IDLE;
+        assert!(
+            waited >= Duration::from_secs(5) && waited <= Duration::from_secs(5) + late_max,
+            "stall noticed after {waited:?}"
+        );
+    }
 
     fn plan(conditional: bool) -> PutPlan {
         PutPlan {

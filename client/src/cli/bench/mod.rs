@@ -5,10 +5,13 @@
 //! Creates a fresh LRS tenant (`bench<digits>`) and container, measures the disk
 //! (sequential write, fsync rate), runs PUT 4 KiB ×64, GET 4 KiB ×64, PUT 1 MiB ×8,
 //! GET 1 MiB ×8, prints each against its ceiling and target, and deletes what it
-//! created (best effort, also after Ctrl-C).
+//! created (best effort, also after Ctrl-C). The opt-in phases: `stream-4g`
+//! (memory while streaming one big object) and `geo` (geo-replication lag and
+//! failover times on an RA-GRS tenant of its own, see [`geo`]).
 
 pub mod crypto;
 pub mod disk;
+pub mod geo;
 pub mod load;
 pub mod report;
 pub mod stream;
@@ -45,10 +48,21 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Run only these phases (repeatable): put-4k, get-4k, put-1m, get-1m, and the
     /// opt-in stream-4g (PUT and GET of one object of --stream-gib GiB while sampling
-    /// every dev node's resident memory). A get phase reads what the put phase of
-    /// its size wrote, so keep the pair.
-    #[arg(long = "phase", value_name = "NAME", value_parser = ["put-4k", "get-4k", "put-1m", "get-1m", "stream-4g"])]
+    /// every dev node's resident memory) and geo (an RA-GRS tenant: geo lag under
+    /// --geo-rate puts/s, then a planned failover). A get phase reads what the put
+    /// phase of its size wrote, so keep the pair.
+    #[arg(long = "phase", value_name = "NAME", value_parser = ["put-4k", "get-4k", "put-1m", "get-1m", "stream-4g", "geo"])]
     pub phases: Vec<String>,
+    /// Puts per second (4 KiB, all writers together) while the geo phase measures
+    /// the lag.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub geo_rate: u32,
+    /// In the geo phase, also an unplanned failover: stops every node of the geo
+    /// tenant's primary region of the `stratus dev` cluster (--data, or
+    /// ./.stratus-dev), fails over, measures region down → first write accepted,
+    /// and starts the nodes again. Implies `--phase geo`.
+    #[arg(long)]
+    pub geo_failover: bool,
     /// Size of the stream-4g object, in GiB.
     #[arg(long, value_name = "GIB", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub stream_gib: u64,
@@ -141,6 +155,11 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
             PathBuf::from(".")
         }
     });
+    // Before anything is measured: the unplanned failover needs the dev cluster.
+    let dev = crate::cli::dev::layout::DevDir::new(&data_dir);
+    if args.geo_failover {
+        geo::check_dev(&dev)?;
+    }
     let client = connect(&args, conn).await?;
     let region = match &args.region {
         Some(r) => r.clone(),
@@ -185,13 +204,23 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     let mut written = Vec::new();
     let mut results = Vec::new();
     let mut streamed = None;
+    let mut geo_result = None;
     let wants_stream = args.phases.iter().any(|p| p == "stream-4g");
+    let wants_geo = args.geo_failover || args.phases.iter().any(|p| p == "geo");
+    let geo_spec = geo::GeoSpec {
+        tenant: format!("{tenant}geo"),
+        region: region.clone(),
+        duration,
+        rate: args.geo_rate,
+        unplanned: args.geo_failover.then(|| dev.clone()),
+    };
+    let mut geo_created = false;
     let outcome = async {
         client.create_container(&tenant, CONTAINER).await?;
         let work = async {
-            let only_stream =
-                !args.phases.is_empty() && args.phases.iter().all(|p| p == "stream-4g");
-            if !only_stream {
+            let only_opt_in = (!args.phases.is_empty() || args.geo_failover)
+                && args.phases.iter().all(|p| p == "stream-4g" || p == "geo");
+            if !only_opt_in {
                 run_phases(
                     &client,
                     &target,
@@ -217,6 +246,20 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
                 written.push(key);
                 streamed = Some(result);
             }
+            if wants_geo {
+                if !out.is_json() {
+                    eprintln!(
+                        "running geo ({} puts/s on RA-GRS tenant {}, {} s, then a planned{} failover)…",
+                        args.geo_rate,
+                        geo_spec.tenant,
+                        duration.as_secs(),
+                        if args.geo_failover { " and an unplanned" } else { "" }
+                    );
+                }
+                geo_created = true;
+                let secondary = geo::create(&client, &geo_spec).await?;
+                geo_result = Some(geo::run(&client, &geo_spec, secondary).await);
+            }
             anyhow::Ok(())
         };
         tokio::select! {
@@ -226,10 +269,24 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
     }
     .await;
     cleanup(&client, &target, &written, out).await;
+    if geo_created {
+        let geo_target = Target {
+            tenant: geo_spec.tenant.clone(),
+            container: geo::CONTAINER.to_owned(),
+        };
+        // Its keys are listed rather than tracked (failover probes wrote some).
+        let keys: Vec<String> = client
+            .list_all(&geo_target.tenant, &geo_target.container, "")
+            .await
+            .map(|objects| objects.into_iter().map(|o| o.key).collect())
+            .unwrap_or_default();
+        cleanup(&client, &geo_target, &keys, out).await;
+    }
     outcome?;
 
     let mut checks = report::checks(&disk, &crypto, &results);
     checks.extend(streamed.as_ref().and_then(report::stream_check));
+    checks.extend(geo_result.iter().flat_map(geo::checks));
     let report = report::Report {
         checks,
         tenant,
@@ -238,6 +295,7 @@ pub async fn run(args: BenchArgs, conn: &Connection, out: Out) -> anyhow::Result
         crypto,
         phases: results,
         stream: streamed,
+        geo: geo_result,
     };
     if out.is_json() {
         return out.json(&report);

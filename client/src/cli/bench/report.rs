@@ -54,6 +54,9 @@ pub struct Report {
     pub phases: Vec<PhaseResult>,
     /// The opt-in streaming phase, when it ran.
     pub stream: Option<StreamResult>,
+    /// The opt-in geo phase, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<super::geo::GeoResult>,
     pub checks: Vec<Check>,
 }
 
@@ -155,16 +158,18 @@ pub fn print_text(r: &Report) {
         r.crypto.open_mb_s
     );
     say!("");
-    say!(
-        "{:<8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}  vs ceiling",
-        "phase",
-        "conc",
-        "ops/s",
-        "MB/s",
-        "p50 ms",
-        "p99 ms",
-        "errors"
-    );
+    if !r.phases.is_empty() {
+        say!(
+            "{:<8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>7}  vs ceiling",
+            "phase",
+            "conc",
+            "ops/s",
+            "MB/s",
+            "p50 ms",
+            "p99 ms",
+            "errors"
+        );
+    }
     for p in &r.phases {
         let vs = match p.name {
             "put-1m" if r.disk.seq_write_mb_s > 0.0 => {
@@ -219,6 +224,9 @@ pub fn print_text(r: &Report) {
             (None, Some(why)) => say!("         node memory not sampled: {why}"),
             (None, None) => say!("         node memory not sampled"),
         }
+    }
+    if let Some(g) = &r.geo {
+        super::geo::print(g);
     }
     say!("");
     for c in &r.checks {
