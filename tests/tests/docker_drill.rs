@@ -679,11 +679,19 @@ async fn fail_over_a_cut_off_region(
         "the cut-off primary acknowledged {} of 3 writes (not shipped: they belong to the loss window)",
         during_cut.len()
     );
+    // The figures below count from the cut, so they include these writes (each
+    // may wait out its 5 s deadline); the failover's own time is recorded apart.
+    t.record(
+        "region cut -> writes to the cut-off primary given up",
+        cut.elapsed(),
+    );
 
+    let asked = Instant::now();
     let (after, failover) = poll("unplanned failover", GEO_TIMEOUT, || async {
         anyhow::Ok(client.failover(GRS, false).await?)
     })
     .await?;
+    t.record("failover asked -> unplanned failover done", asked.elapsed());
     t.record("region cut -> unplanned failover done", cut.elapsed());
     ensure!(
         !failover.planned
@@ -710,6 +718,10 @@ async fn fail_over_a_cut_off_region(
         put(client, acked, GRS, "after-failover/first", 6000)
     })
     .await?;
+    t.record(
+        "failover asked -> first write accepted in eu-north",
+        asked.elapsed(),
+    );
     t.record(
         "region cut -> first write accepted in eu-north",
         cut.elapsed(),
