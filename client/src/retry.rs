@@ -51,7 +51,7 @@ pub(crate) fn is_transient(e: &Error) -> bool {
 /// too many requests in service (`requests_per_connection_max`): safe to send
 /// again after a pause. (Quotas and size limits carry a Stratus code and are not.)
 pub(crate) fn is_shed(e: &Error) -> bool {
-    matches!(e, Error::ResourceExhausted { code: None, message } if message.contains("Too many active requests"))
+    matches!(e, Error::ResourceExhausted { code: Some(code), .. } if code == "too-many-requests")
 }
 
 /// Failures that guarantee the node did nothing (see
@@ -217,8 +217,8 @@ mod tests {
         assert!(!RetryClass::Mutation.allows(&sent));
         assert!(!RetryClass::Read.allows(&precondition));
         let shed = Error::ResourceExhausted {
-            message: "Too many active requests for the connection".into(),
-            code: None,
+            message: "this connection already has 512 requests in service".into(),
+            code: Some("too-many-requests".into()),
         };
         let quota = Error::ResourceExhausted {
             message: "tenant \"t\" holds 5 objects".into(),

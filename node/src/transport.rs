@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use stratus_core::topology::NodeId;
@@ -29,10 +30,44 @@ pub enum Security {
 
 /// What a service learns of the connection a request came on (tonic puts it in
 /// every request's extensions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: Option<std::net::SocketAddr>,
     pub security: Security,
+    /// The requests in service on this connection, shared by all of them (the
+    /// edge's per-connection limit, `crate::server::limits`).
+    pub in_flight: InFlight,
+}
+
+/// A count of requests in service on one connection.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+/// One request counted in an [`InFlight`] until dropped.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more request, unless `max` are in service already.
+    pub fn try_enter(&self, max: usize) -> Option<InFlightGuard> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlightGuard(self.0.clone()))
+    }
+
+    /// Requests in service now.
+    pub fn current(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A connection accepted by or dialled from a node.
@@ -40,6 +75,7 @@ pub struct Conn {
     io: Box<dyn Io>,
     remote: Option<std::net::SocketAddr>,
     security: Security,
+    in_flight: InFlight,
 }
 
 impl Conn {
@@ -49,6 +85,7 @@ impl Conn {
             io: Box::new(io),
             remote,
             security: Security::Plaintext,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -101,6 +138,7 @@ impl tonic::transport::server::Connected for Conn {
         ConnInfo {
             remote: self.remote,
             security: self.security,
+            in_flight: self.in_flight.clone(),
         }
     }
 }

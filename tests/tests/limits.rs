@@ -121,14 +121,17 @@ async fn oversized_messages_stream_floods_and_quotas_are_refused_while_others_wo
     for r in &results {
         match code_of(r) {
             (Code::NotFound, _) => {}
-            (Code::ResourceExhausted, _) => {
+            (Code::ResourceExhausted, stratus) => {
                 shed += 1;
                 let m = r
                     .as_ref()
                     .err()
                     .map(|s| s.message().to_string())
                     .unwrap_or_default();
-                ensure!(m.contains("Too many active requests"), "{m}");
+                ensure!(
+                    stratus == "too-many-requests" && m.contains("requests_per_connection_max"),
+                    "{stratus}: {m}"
+                );
             }
             other => bail!("a flooded call ended with {other:?}"),
         }

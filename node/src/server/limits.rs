@@ -7,8 +7,12 @@
 //!   refuses it before buffering its body; [`LimitsLayer`] turns tonic's
 //!   OutOfRange into ResourceExhausted `message-too-large` naming the setting;
 //! - streams per connection: HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`;
-//! - requests per connection: tonic's per-connection concurrency limit with load
-//!   shedding (beyond it: ResourceExhausted at once, nothing queued);
+//! - requests per connection: [`LimitsLayer`] counts the requests in service on
+//!   each connection (`transport::ConnInfo::in_flight`, one count per accepted
+//!   connection) and refuses one more at once, nothing queued: ResourceExhausted
+//!   `too-many-requests`, which the SDK retries after a pause. (tonic's own
+//!   concurrency limit with load shedding refused with a message that named no
+//!   setting and no Stratus code.)
 //! - metadata: [`LimitsLayer`] (ResourceExhausted `metadata-too-large`), with the
 //!   HTTP/2 header list size capped at 4x as a hard stop;
 //! - deadline: [`LimitsLayer`] ends a call's handler after `request_deadline`
@@ -89,7 +93,8 @@ fn refuse<R: Default>(code: Code, stratus: &'static str, message: String) -> htt
     status.into_http()
 }
 
-/// Enforces the metadata size and the deadline, and names the message limit.
+/// Enforces the metadata size, the requests in service per connection and the
+/// deadline, and names the message limit.
 #[derive(Clone, Copy)]
 pub struct LimitsLayer(pub ServiceLimits);
 
@@ -144,6 +149,21 @@ where
                 ))
             });
         }
+        // Held until the handler answered (a stream's body may flow on after).
+        let in_service = match request
+            .extensions()
+            .get::<crate::transport::ConnInfo>()
+            .map(|c| c.in_flight.try_enter(limits.requests_per_connection_max))
+        {
+            Some(None) => {
+                let message = too_many_requests(limits.requests_per_connection_max);
+                return Box::pin(async move {
+                    Ok(refuse(Code::ResourceExhausted, TOO_MANY_REQUESTS, message))
+                });
+            }
+            Some(Some(guard)) => Some(guard),
+            None => None, // not from a node's listener (unit tests)
+        };
         let deadline =
             (!exempt_from_deadline(request.uri().path())).then_some(limits.request_deadline);
         let clone = self.inner.clone();
@@ -166,6 +186,7 @@ where
                 },
                 None => call.await?,
             };
+            drop(in_service);
             if too_large(response.headers()) {
                 return Ok(refuse(
                     Code::ResourceExhausted,
@@ -176,6 +197,17 @@ where
             Ok(response)
         })
     }
+}
+
+/// The Stratus code of a request refused because its connection had
+/// `requests_per_connection_max` requests in service.
+pub const TOO_MANY_REQUESTS: &str = "too-many-requests";
+
+/// The message of a request refused by the per-connection limit.
+fn too_many_requests(limit: usize) -> String {
+    format!(
+        "this connection already has {limit} requests in service, this node's limit (requests_per_connection_max); nothing was done: retry after a pause, or spread the calls over more connections"
+    )
 }
 
 /// Whether a response is tonic's refusal of an oversized message.
@@ -276,6 +308,49 @@ mod tests {
                 .unwrap();
             assert_eq!(status_of(&r).0, "", "{exempt} was cut");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_beyond_its_requests_in_service_is_refused_and_its_count_recovers() {
+        let mut s = limited(Duration::from_millis(100), &[]);
+        s.limits.requests_per_connection_max = 2;
+        let conn = |info: &crate::transport::ConnInfo| {
+            let mut r = request("/stratus.v1.ObjectService/HeadObject");
+            r.extensions_mut().insert(info.clone());
+            r
+        };
+        let info = crate::transport::ConnInfo {
+            remote: None,
+            security: crate::transport::Security::Plaintext,
+            in_flight: Default::default(),
+        };
+        let other = crate::transport::ConnInfo {
+            in_flight: Default::default(),
+            ..info.clone()
+        };
+        let first = s.ready().await.unwrap().call(conn(&info));
+        let second = s.ready().await.unwrap().call(conn(&info));
+        assert_eq!(info.in_flight.current(), 2);
+        let third = s.ready().await.unwrap().call(conn(&info)).await.unwrap();
+        assert_eq!(status_of(&third), ("8".into(), TOO_MANY_REQUESTS.into()));
+        let message = third
+            .headers()
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("requests_per_connection_max"), "{message}");
+        // Another connection has its own count.
+        let elsewhere = s.ready().await.unwrap().call(conn(&other)).await.unwrap();
+        assert_eq!(status_of(&elsewhere).0, "");
+        // Answered requests leave the count; the connection is served again.
+        for r in [first.await.unwrap(), second.await.unwrap()] {
+            assert_eq!(status_of(&r).0, "");
+        }
+        assert_eq!(info.in_flight.current(), 0);
+        let again = s.ready().await.unwrap().call(conn(&info)).await.unwrap();
+        assert_eq!(status_of(&again).0, "");
+        assert_eq!(info.in_flight.current(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,14 +57,11 @@ pub async fn serve(
     );
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(limits.streams_per_connection_max))
-        // Beyond this many requests in service on one connection, refuse at once
-        // (ResourceExhausted) rather than queue without bound.
-        .concurrency_limit_per_connection(limits.requests_per_connection_max)
-        .load_shed(true)
         .http2_max_header_list_size(
             u32::try_from(limits.metadata_bytes_max * 4).unwrap_or(u32::MAX),
         )
         .layer(crate::audit::AuditLayer(audit_node))
+        // Also limits the requests in service per connection (named refusal).
         .layer(limits::LimitsLayer(limits))
         .add_service(objects)
         .add_service(admin)
