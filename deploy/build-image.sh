@@ -38,6 +38,14 @@ sysroot="$(rustc --print sysroot)"
 command -v musl-gcc >/dev/null 2>&1 \
   || die "musl-gcc not found (needed to compile mimalloc's C for $target): apt-get install musl-tools"
 
+# Started from a cargo-run program (the docker drill test), this script inherits
+# that package's CARGO_MANIFEST_DIR, CARGO_PKG_* and the like; ring's build script
+# tracks CARGO_MANIFEST_DIR, so cargo would rebuild (minutes) what a build from a
+# shell already made. Drop them: cargo sets its own for every crate it builds.
+while IFS= read -r var; do
+  unset "$var"
+done < <(compgen -e | grep -E '^CARGO_(MANIFEST_|PKG_|CRATE_|BIN_|PRIMARY_|TARGET_TMPDIR|RUSTC_)' || true)
+
 echo "build-image: cargo build --release --target $target -p stratus-node"
 # No debug info in the shipped binary: it would triple its size for nothing a
 # container needs.
