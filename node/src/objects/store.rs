@@ -525,13 +525,7 @@ impl ObjectStore {
         events: Vec<stratus_core::audit::AuditEvent>,
     ) -> Result<ObjectResponse, StorageError> {
         let group = self.group();
-        let mut head = self
-            .reader
-            .audit_head(tenant)?
-            .unwrap_or_else(|| super::AuditHead {
-                hash: stratus_core::audit::genesis(tenant),
-                ..Default::default()
-            });
+        let mut head = self.audit_head_or_genesis(tenant)?;
         if let Some((inc, last)) = head.batches.get(&node) {
             if *inc == incarnation && *last >= number {
                 return Ok(ObjectResponse::Audited { seq: head.seq });
@@ -576,13 +570,7 @@ impl ObjectStore {
         batches: std::collections::BTreeMap<u64, (u64, u64)>,
     ) -> Result<(), StorageError> {
         let group = self.group();
-        let mut head = self
-            .reader
-            .audit_head(tenant)?
-            .unwrap_or_else(|| super::AuditHead {
-                hash: stratus_core::audit::genesis(tenant),
-                ..Default::default()
-            });
+        let mut head = self.audit_head_or_genesis(tenant)?;
         let mut added = 0;
         let start = head.seq;
         for record in records {
@@ -656,6 +644,17 @@ impl ObjectStore {
             );
         }
         Ok(())
+    }
+
+    /// `tenant`'s audit head here, or the genesis head of an empty chain.
+    fn audit_head_or_genesis(&self, tenant: &str) -> Result<super::AuditHead, StorageError> {
+        Ok(self
+            .reader
+            .audit_head(tenant)?
+            .unwrap_or_else(|| super::AuditHead {
+                hash: stratus_core::audit::genesis(tenant),
+                ..Default::default()
+            }))
     }
 
     /// Removes this group's copy of `tenant`'s audit chain (records and head).

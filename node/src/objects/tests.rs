@@ -655,6 +655,18 @@ fn set_role(f: &mut Fixture, change: geo::RoleChange) -> geo::TenantRole {
     }
 }
 
+/// Makes `f` a fresh secondary of `tenant1` (epoch 1, primary group 4, reset).
+fn make_secondary(f: &mut Fixture) {
+    set_role(
+        f,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: true,
+        },
+    );
+}
+
 /// The stored bytes of every audit record of `tenant1`, and of its head (the
 /// engine's own values, compared byte for byte between groups).
 fn audit_bytes(f: &Fixture) -> (Vec<Vec<u8>>, Vec<u8>) {
@@ -710,14 +722,7 @@ fn a_shipped_audit_chain_is_identical_on_the_secondary_and_continues_after_promo
         .all(|e| matches!(&e.op, geo::GeoOp::Audit { records, .. } if !records.is_empty())));
 
     let mut secondary = Fixture::new();
-    set_role(
-        &mut secondary,
-        geo::RoleChange::Secondary {
-            epoch: 1,
-            from: 4,
-            reset: true,
-        },
-    );
+    make_secondary(&mut secondary);
     secondary.apply(ObjectCommand::GeoSeedDone {
         tenant: "tenant1".into(),
         epoch: 1,
@@ -809,14 +814,7 @@ fn a_seeded_audit_chain_starts_at_genesis_and_a_reset_secondary_drops_its_own() 
     let mut secondary = Fixture::new();
     secondary.apply(audit_batch(5, 1, 100..103));
     set_role(&mut secondary, geo::RoleChange::Fence { epoch: 1 });
-    set_role(
-        &mut secondary,
-        geo::RoleChange::Secondary {
-            epoch: 1,
-            from: 4,
-            reset: true,
-        },
-    );
+    make_secondary(&mut secondary);
     assert!(audit_log(&secondary).is_empty());
     assert_eq!(secondary.reader.audit_head("tenant1").unwrap(), None);
     let batches = primary
@@ -872,14 +870,7 @@ fn a_shipped_audit_record_that_does_not_continue_the_chain_is_not_stored() {
     source.apply(audit_batch(1, 1, 0..4));
     let log = audit_log(&source);
     let mut secondary = Fixture::new();
-    set_role(
-        &mut secondary,
-        geo::RoleChange::Secondary {
-            epoch: 1,
-            from: 4,
-            reset: true,
-        },
-    );
+    make_secondary(&mut secondary);
     let ops = vec![geo::GeoOp::Audit {
         tenant: "tenant1".into(),
         records: vec![log[0].clone(), log[2].clone(), log[3].clone()],
