@@ -15,11 +15,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Runtime worker threads, at least. sled blocks the calling thread on some writes
-/// (a full IO buffer); with one worker per core a couple of such calls would stall
-/// Raft heartbeats on a two-core machine.
-const RUNTIME_WORKERS_MIN: usize = 6;
-
 /// Where `healthcheck` looks without `--addr` or `--config`.
 const HEALTHCHECK_ADDR_DEFAULT: &str = "127.0.0.1:7100";
 /// Time the whole health check may take (connect and answer): a container runtime
@@ -94,7 +89,13 @@ pub fn main() -> std::process::ExitCode {
     // A health check runs every few seconds in every container: one worker is plenty.
     let workers = match cli.command {
         Some(Cmd::Healthcheck { .. }) => 1,
-        _ => RUNTIME_WORKERS_MIN.max(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        // A config that does not load falls back to the default here; `run` then
+        // reports what is wrong with it.
+        _ => cli
+            .config
+            .as_deref()
+            .and_then(|path| NodeConfig::load(path).ok())
+            .map_or_else(NodeConfig::runtime_workers_default, |c| c.runtime_workers()),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -23,6 +23,7 @@
 //! # listen = "0.0.0.0:7100"       # default: the node's addr in the topology
 //! # object_bytes_max = 5368709120 # default 5 GiB
 //! # cache_bytes = 67108864        # storage engine cache, default 64 MiB
+//! # runtime_workers = 2           # async worker threads; default max(6, cores)
 //! ```
 
 use serde::Deserialize;
@@ -38,6 +39,14 @@ pub const KEY_RETENTION_MIN_S_DEFAULT: u64 = 7 * 24 * 3600;
 
 /// Default wait between a rotation and retiring the version it superseded.
 pub const KEY_RETIRE_GRACE_S_DEFAULT: u64 = 30;
+
+/// Fewest async worker threads a node runs by default. sled blocks the calling
+/// thread on some writes (a full IO buffer); with one worker per core a couple of
+/// such calls would stall Raft heartbeats on a two-core machine.
+pub const RUNTIME_WORKERS_MIN_DEFAULT: usize = 6;
+
+/// Most async worker threads a config may ask for.
+pub const RUNTIME_WORKERS_MAX: usize = 256;
 
 /// Largest accepted `token_clock_skew_s`.
 pub const TOKEN_CLOCK_SKEW_S_MAX: u64 = 3600;
@@ -76,6 +85,10 @@ pub struct NodeConfig {
     pub limits: crate::server::limits::ServiceLimits,
     /// TLS for clients and mutual TLS between nodes, or explicitly none.
     pub security: TransportSecurity,
+    /// Async worker threads; `None`: [`NodeConfig::runtime_workers_default`]. Many
+    /// nodes sharing few cores (`stratus dev`) spend less on waking idle workers
+    /// with fewer.
+    pub runtime_workers: Option<usize>,
 }
 
 /// How the node's connections are protected.
@@ -112,6 +125,7 @@ struct RawConfig {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
+    runtime_workers: Option<usize>,
 }
 
 /// Why a configuration was rejected.
@@ -140,6 +154,17 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// The worker threads a node runs when its config does not say.
+    pub fn runtime_workers_default() -> usize {
+        RUNTIME_WORKERS_MIN_DEFAULT.max(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The worker threads this node runs.
+    pub fn runtime_workers(&self) -> usize {
+        self.runtime_workers
+            .unwrap_or_else(Self::runtime_workers_default)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -203,6 +228,7 @@ impl NodeConfig {
         };
         let config = NodeConfig {
             security,
+            runtime_workers: raw.runtime_workers,
             node_id: raw.node_id,
             topology_path: base.join(raw.topology),
             data_dir: base.join(raw.data_dir),
@@ -294,6 +320,14 @@ impl NodeConfig {
                 },
                 "must be at least 1",
             ));
+        }
+        if let Some(n) = self.runtime_workers {
+            if n == 0 || n > RUNTIME_WORKERS_MAX {
+                return Err(field(
+                    "runtime_workers",
+                    &format!("must be between 1 and {RUNTIME_WORKERS_MAX} (leave it out for max({RUNTIME_WORKERS_MIN_DEFAULT}, cores))"),
+                ));
+            }
         }
         if self.cache_bytes < 1024 * 1024 {
             return Err(field("cache_bytes", "must be at least 1 MiB"));
@@ -416,6 +450,25 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("node_id") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn runtime_workers_default_to_six_or_the_cores_and_must_be_sane() {
+        let base = "node_id = 1\ntopology = \"t\"\ndata_dir = \"d\"\nroot_key_file = \"k\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.runtime_workers, None);
+        assert!(c.runtime_workers() >= RUNTIME_WORKERS_MIN_DEFAULT);
+        let c = parse(&format!("{base}runtime_workers = 2\n")).unwrap();
+        assert_eq!(c.runtime_workers(), 2);
+        for bad in ["0", "257"] {
+            let e = parse(&format!("{base}runtime_workers = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("`runtime_workers`") && e.contains("between 1 and 256"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
