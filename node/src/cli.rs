@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// How long open connections may take to finish after SIGTERM or SIGINT before
+/// the node stops anyway: well inside `stratus dev`'s 10 s and docker's default
+/// 10 s stop grace, leaving time for the final sync.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Where `healthcheck` looks without `--addr` or `--config`.
 const HEALTHCHECK_ADDR_DEFAULT: &str = "127.0.0.1:7100";
 /// Time the whole health check may take (connect and answer): a container runtime
@@ -144,6 +149,9 @@ pub fn main() -> std::process::ExitCode {
             }) => tls_init(&topology, &out, &hosts, &label),
         }
     });
+    // Everything durable was synced inside `block_on`; tasks still running (a
+    // connection past the drain, a blocking call) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -208,7 +216,30 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     .await?;
     tracing::info!(node = me.id, name = %me.name(), listen = %listen, "serving");
     let maintenance = tokio::spawn(node.clone().maintain());
-    let served = crate::server::serve(node.clone(), incoming, shutdown_signal()).await;
+    // After the signal, open connections get SHUTDOWN_DRAIN to finish their calls;
+    // a client or peer that keeps a stream open past it must not keep the node
+    // from stopping (a supervisor kills it after its own grace, losing the final
+    // sync below).
+    let (requested_tx, requested_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = requested_tx.send(());
+    };
+    let serve = crate::server::serve(node.clone(), incoming, signal);
+    tokio::pin!(serve);
+    let served = tokio::select! {
+        served = &mut serve => served,
+        () = async {
+            if requested_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_DRAIN).await;
+            } else {
+                futures::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(drain_s = SHUTDOWN_DRAIN.as_secs(), "connections still open after the drain; closing them");
+            Ok(())
+        }
+    };
     maintenance.abort();
     node.shutdown().await;
     tracing::info!(node = me.id, "stopped");
