@@ -113,6 +113,18 @@ fn a_crashed_leader_is_replaced_while_it_is_down() {
     }
 }
 
+/// Every cell matches its class's promise and lost no acknowledged write.
+fn assert_cells_keep_promises(cells: &[matrix::Cell]) {
+    for c in cells {
+        assert!(
+            c.matches,
+            "{} / {}: does not match its promise: {c:#?}",
+            c.class, c.fault
+        );
+        assert_eq!(c.acknowledged_lost, 0, "{} / {}", c.class, c.fault);
+    }
+}
+
 /// The durability matrix's local rows: LRS and ZRS keep their promises under every
 /// fault, with nothing acknowledged lost (the geo rows take a failover each and run
 /// in `stratus-sim matrix`). Also the regression test for the client that kept
@@ -137,14 +149,7 @@ fn the_durability_matrix_matches_every_promise() {
             .all(|c| c.promise == catalog::Promise::NotApplicable),
         "a geo link cut means nothing to a local class"
     );
-    for c in &cells {
-        assert!(
-            c.matches,
-            "{} / {}: does not match its promise: {c:#?}",
-            c.class, c.fault
-        );
-        assert_eq!(c.acknowledged_lost, 0, "{} / {}", c.class, c.fault);
-    }
+    assert_cells_keep_promises(&cells);
     let cell = |class: &str, fault: &str| {
         cells
             .iter()
@@ -248,14 +253,7 @@ fn geo_rows_match(classes: [Redundancy; 2]) {
         };
         let cells = matrix::cells(DEFAULT_TOPOLOGY, &l, 1, &filter).expect("the matrix runs");
         assert_eq!(cells.len(), catalog::MATRIX_FAULTS.len());
-        for c in &cells {
-            assert!(
-                c.matches,
-                "{} / {}: does not match its promise: {c:#?}",
-                c.class, c.fault
-            );
-            assert_eq!(c.acknowledged_lost, 0, "{} / {}", c.class, c.fault);
-        }
+        assert_cells_keep_promises(&cells);
         let cell = |fault: &str| cells.iter().find(|c| c.fault == fault).expect("cell");
         let region = cell("primary region down");
         assert!(region.writes_ok > 0, "{region:#?}");
