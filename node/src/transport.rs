@@ -124,6 +124,20 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
+    // Forwarded, not left to the trait's defaults: without them every layer above
+    // (rustls, h2) saw a stream that writes one buffer per call, so each HTTP/2
+    // frame part and each TLS record cost its own `send` (measured: 2.7 sends per
+    // 4 KiB GET response on the leader).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
