@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 /// 4: inline object bytes live in inline segment blobs, not in the engine; tenants
 /// carry geo-redundancy (secondary, epoch, failovers, leases); groups keep roles
 /// and outboxes.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: a tenant's audit chain is stored in pages of consecutive records, not one
+/// key per record.
+pub const FORMAT_VERSION: u32 = 5;
 const MARKER: &str = "FORMAT";
 
 /// Why a data directory was refused.

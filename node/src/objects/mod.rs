@@ -22,6 +22,8 @@
 //! | `r` `i` version | [`inline_store::InlineLoc`]: where this replica keeps them (replica-local) |
 //! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
 //! | `r` `p` version | a chunked version whose local chunks need repair |
+//! | `a` `u` tenant `\0` first seq (u64 BE) | a page of consecutive audit records (`Vec<AuditRecord>`) |
+//! | `a` `U` tenant | [`AuditHead`]: the chain's last seq and hash |
 //!
 //! Containers live here too, with the tenant's objects rather than in the directory:
 //! "the container exists", "the container is empty" and "this object commits" are
@@ -336,6 +338,13 @@ pub struct AuditHead {
     pub batches: std::collections::BTreeMap<u64, (u64, u64)>,
 }
 
+/// Records stored under one audit page key, at most. A tenant's chain is kept in
+/// pages of consecutive records (one page per applied batch of events, split at
+/// this size), not one key per record: every audited request, reads included,
+/// cost each replica an engine write of its own, and that showed as most of a
+/// follower's work under a 4 KiB GET load.
+pub const AUDIT_PAGE_RECORDS_MAX: usize = 128;
+
 /// What a tenant stores in a group: bytes and count of its current versions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantUsage {
@@ -438,10 +447,11 @@ pub(crate) mod layout {
         k
     }
 
-    /// Record `seq` of a tenant's audit chain.
-    pub fn audit(group: u64, tenant: &str, seq: u64) -> Vec<u8> {
+    /// The page of a tenant's audit chain whose first record is `first_seq`
+    /// ([`super::AUDIT_PAGE_RECORDS_MAX`] consecutive records at most).
+    pub fn audit_page(group: u64, tenant: &str, first_seq: u64) -> Vec<u8> {
         let mut k = audit_prefix(group, tenant);
-        k.extend_from_slice(&seq.to_be_bytes());
+        k.extend_from_slice(&first_seq.to_be_bytes());
         k
     }
 

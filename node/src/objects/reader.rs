@@ -7,6 +7,7 @@ use super::{layout, ChunkList, ContainerRecord, ObjectId, ObjectMeta};
 use crate::raft::{decode, keys};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError};
 use std::ops::Bound;
+use stratus_core::audit::AuditRecord;
 
 /// Read access to one group's objects on this node.
 #[derive(Clone)]
@@ -244,13 +245,35 @@ impl ObjectReader {
         self.get_record(&layout::audit_head(self.group, tenant))
     }
 
+    /// The audit page holding record `seq` of `tenant`, if this group holds it:
+    /// the page's first seq and its records.
+    pub fn audit_page_holding(
+        &self,
+        tenant: &str,
+        seq: u64,
+    ) -> Result<Option<(u64, Vec<AuditRecord>)>, StorageError> {
+        let start = layout::audit_prefix(self.group, tenant);
+        let end = layout::audit_page(self.group, tenant, seq.saturating_add(1));
+        let Some((key, value)) = self.engine.last_in(&start, &end)? else {
+            return Ok(None);
+        };
+        let records: Vec<AuditRecord> = Self::decode_record(&key, &value)?;
+        let Some(first) = records.first().map(|r| r.seq) else {
+            return Ok(None);
+        };
+        let holds = seq >= first && seq - first < records.len() as u64;
+        Ok(holds.then_some((first, records)))
+    }
+
     /// Record `seq` of `tenant`'s audit chain, if this group holds it.
     pub fn audit_record(
         &self,
         tenant: &str,
         seq: u64,
-    ) -> Result<Option<stratus_core::audit::AuditRecord>, StorageError> {
-        self.get_record(&layout::audit(self.group, tenant, seq))
+    ) -> Result<Option<AuditRecord>, StorageError> {
+        Ok(self
+            .audit_page_holding(tenant, seq)?
+            .and_then(|(first, records)| records.into_iter().nth((seq - first) as usize)))
     }
 
     /// Up to `limit` audit records of `tenant` after `after_seq`, in order.
@@ -259,15 +282,39 @@ impl ObjectReader {
         tenant: &str,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<stratus_core::audit::AuditRecord>, StorageError> {
-        let start = layout::audit(self.group, tenant, after_seq.saturating_add(1));
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        const PAGES_PER_SCAN: usize = 16;
+        let want = after_seq.saturating_add(1);
+        // The page holding the first wanted record may start before it.
+        let first = match self.audit_page_holding(tenant, want)? {
+            Some((first, _)) => first,
+            None => want,
+        };
         let end = keys::prefix_end(&layout::audit_prefix(self.group, tenant))
             .unwrap_or_else(|| keys::app_end(self.group));
-        self.engine
-            .scan(Bound::Included(&start), Bound::Excluded(&end), limit)?
-            .iter()
-            .map(|(k, v)| Self::decode_record(k, v))
-            .collect()
+        let mut from = layout::audit_page(self.group, tenant, first);
+        let mut bound = Bound::Included(from.as_slice());
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let rows = self
+                .engine
+                .scan(bound, Bound::Excluded(&end), PAGES_PER_SCAN)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            let last = last.clone();
+            for (key, value) in &rows {
+                let records: Vec<AuditRecord> = Self::decode_record(key, value)?;
+                let room = limit - out.len();
+                out.extend(records.into_iter().filter(|r| r.seq >= want).take(room));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            from = last;
+            bound = Bound::Excluded(from.as_slice());
+        }
+        Ok(out)
     }
 
     /// Every container of every tenant in this group.

@@ -531,6 +531,7 @@ impl ObjectStore {
                 return Ok(ObjectResponse::Audited { seq: head.seq });
             }
         }
+        let mut records = Vec::with_capacity(events.len());
         for event in events {
             let record = stratus_core::audit::chain(tenant, head.seq, &head.hash, event);
             head.seq = record.seq;
@@ -540,12 +541,10 @@ impl ObjectStore {
                     why: "a record hash is not 32 bytes of hex".into(),
                 }
             })?;
-            batch.put(
-                super::layout::audit(group, tenant, record.seq),
-                frame::encode(&encode(&record)),
-            );
-            self.audited.push(record);
+            records.push(record);
         }
+        put_audit_pages(batch, group, tenant, &records);
+        self.audited.extend(records);
         head.batches.insert(node, (incarnation, number));
         batch.put(
             super::layout::audit_head(group, tenant),
@@ -572,6 +571,9 @@ impl ObjectStore {
         let group = self.group();
         let mut head = self.audit_head_or_genesis(tenant)?;
         let mut added = 0;
+        // Records to store, consecutive from the head at the time of the cut (if
+        // any) or of the call; written as pages at the end.
+        let mut pending: Vec<stratus_core::audit::AuditRecord> = Vec::new();
         let start = head.seq;
         for record in records {
             if record.seq <= head.seq {
@@ -606,10 +608,24 @@ impl ObjectStore {
                     dropped = head.seq - record.seq + 1,
                     "this copy of the audit chain forked from the primary's; the primary's records replace it from here"
                 );
+                // Cut the page holding the record back to the records before it,
+                // then drop every later page.
+                if let Some((first, mut page)) =
+                    self.reader.audit_page_holding(tenant, record.seq)?
+                {
+                    if first < record.seq {
+                        page.truncate((record.seq - first) as usize);
+                        batch.put(
+                            super::layout::audit_page(group, tenant, first),
+                            frame::encode(&encode(&page)),
+                        );
+                    }
+                }
                 let end =
                     crate::raft::keys::prefix_end(&super::layout::audit_prefix(group, tenant))
                         .unwrap_or_else(|| crate::raft::keys::app_end(group));
-                batch.remove_range(super::layout::audit(group, tenant, record.seq), end);
+                batch.remove_range(super::layout::audit_page(group, tenant, record.seq), end);
+                pending.retain(|r| r.seq < record.seq);
                 head.seq = record.seq - 1;
                 head.hash = prev;
                 added += 1; // the head changes even if nothing follows
@@ -630,12 +646,10 @@ impl ObjectStore {
             };
             head.seq = record.seq;
             head.hash = hash;
-            batch.put(
-                super::layout::audit(group, tenant, record.seq),
-                frame::encode(&encode(&record)),
-            );
+            pending.push(record);
             added += 1;
         }
+        put_audit_pages(batch, group, tenant, &pending);
         if added > 0 {
             head.batches.extend(batches);
             batch.put(
@@ -665,6 +679,22 @@ impl ObjectStore {
             .unwrap_or_else(|| crate::raft::keys::app_end(group));
         batch.remove_range(prefix, end);
         batch.remove(super::layout::audit_head(group, tenant));
+    }
+}
+
+/// Stores `records` (consecutive, in order) of `tenant`'s audit chain as pages of
+/// at most [`super::AUDIT_PAGE_RECORDS_MAX`] records, each under its first seq.
+fn put_audit_pages(
+    batch: &mut WriteBatch,
+    group: u64,
+    tenant: &str,
+    records: &[stratus_core::audit::AuditRecord],
+) {
+    for page in records.chunks(super::AUDIT_PAGE_RECORDS_MAX) {
+        batch.put(
+            super::layout::audit_page(group, tenant, page[0].seq),
+            frame::encode(&encode(&page)),
+        );
     }
 }
 
