@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// carry geo-redundancy (secondary, epoch, failovers, leases); groups keep roles
 /// and outboxes.
 /// 5: a tenant's audit chain is stored in pages of consecutive records, not one
-/// key per record.
+/// key per record; an inline version's length, CRC and location are one record.
 pub const FORMAT_VERSION: u32 = 5;
 const MARKER: &str = "FORMAT";
 

@@ -3,6 +3,7 @@
 //! directly, so it needs no running node.
 
 use crate::objects::chunks::{ChunkRead, ChunkStore};
+use crate::objects::inline_store::InlineRecord;
 use crate::objects::reader::ObjectReader;
 use crate::raft::{decode, keys, LogId};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError};
@@ -52,22 +53,30 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
 }
 
 /// A digest of `group`'s replicated state on this replica: every application row
-/// (metadata, inline references, containers, chunk CRC lists), the bytes of every
+/// (metadata, inline lengths and CRCs, containers, chunk CRC lists), the bytes of every
 /// inline object, and the bytes of every chunk of every committed version. Two replicas that applied the same entries and
 /// hold intact chunks have the same digest; replica-local bookkeeping is excluded.
 pub fn group_digest(engine: &EngineRef, blobs: &BlobRef, group: u64) -> Result<u64, StorageError> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let (start, end) = (keys::app(group), keys::app_end(group));
+    let inline_prefix = crate::objects::layout::inline_prefix(group);
     for (k, v) in engine.scan(Bound::Included(&start), Bound::Excluded(&end), usize::MAX)? {
         fnv(&mut h, &k);
-        fnv(&mut h, &v);
+        if k.starts_with(&inline_prefix) {
+            // Only the length and CRC: the location is this replica's own.
+            match ObjectReader::decode_record::<InlineRecord>(&k, &v) {
+                Ok(record) => {
+                    let r = record.reference();
+                    fnv(&mut h, &r.len.to_le_bytes());
+                    fnv(&mut h, &r.crc32.to_le_bytes());
+                }
+                Err(_) => fnv(&mut h, b"corrupt"),
+            }
+        } else {
+            fnv(&mut h, &v);
+        }
     }
     let reader = ObjectReader::new(engine.clone(), blobs.clone(), group);
-    let inline_prefix = {
-        let mut p = keys::app(group);
-        p.push(b'i');
-        p
-    };
     let inline_end = keys::prefix_end(&inline_prefix).unwrap_or_else(|| keys::app_end(group));
     for (k, _) in engine.scan(
         Bound::Included(&inline_prefix),

@@ -7,11 +7,12 @@
 //! bytes (measured: CPU per 4 KiB put across the three replicas fell from 0.75 to
 //! 0.47 ms, with the bytes left out altogether as the bound).
 //!
-//! Two records describe an inline version:
-//! - in the application space, `a i version` → [`InlineRef`] (length and CRC-32):
-//!   the same on every replica, so snapshots, digests and comparisons see it;
-//! - in the replica-local space, `r i version` → [`InlineLoc`] (segment, offset):
-//!   where *this* replica stored the bytes.
+//! One record describes an inline version: `a i version` → [`InlineRecord`], its
+//! length and CRC-32 (the same on every replica) and where *this* replica stored
+//! the bytes (segment, offset: its own). Snapshots carry the bytes instead of the
+//! record and the receiver stores its own; the group digest hashes only the
+//! length and CRC. (Until data format 5 the location had a key of its own in the
+//! replica-local space: one more engine write per put and one more read per GET.)
 //!
 //! Each stored record carries a header (magic, version, length, data CRC, header
 //! CRC), so a read checks it holds the right bytes. A replica starts a new segment
@@ -40,7 +41,25 @@ pub struct InlineRef {
     pub crc32: u32,
 }
 
-/// Where this replica stored an inline version's bytes (local space).
+/// What a replica stores under `a i version`: the bytes' CRC-32 (the same on
+/// every replica) and where this replica keeps them (its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineRecord {
+    pub crc32: u32,
+    pub loc: InlineLoc,
+}
+
+impl InlineRecord {
+    /// The replica-independent part: length and CRC-32.
+    pub fn reference(&self) -> InlineRef {
+        InlineRef {
+            len: self.loc.len,
+            crc32: self.crc32,
+        }
+    }
+}
+
+/// Where this replica stored an inline version's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineLoc {
     pub segment: u64,

@@ -18,8 +18,7 @@
 //! |---|---|
 //! | `a` `n` tenant `\0` container | [`ContainerRecord`] |
 //! | `a` `o` tenant `\0` container `\0` key | [`ObjectMeta`] (with the wrapped data key) |
-//! | `a` `i` version (u128 BE) | [`inline_store::InlineRef`]: length and CRC of the inline bytes (ciphertext + tag) |
-//! | `r` `i` version | [`inline_store::InlineLoc`]: where this replica keeps them (replica-local) |
+//! | `a` `i` version (u128 BE) | [`inline_store::InlineRecord`]: length and CRC of the inline bytes (ciphertext + tag), and where this replica keeps them (its own) |
 //! | `a` `k` version | [`ChunkList`]: CRC-32 of each chunk |
 //! | `r` `p` version | a chunked version whose local chunks need repair |
 //! | `a` `u` tenant `\0` first seq (u64 BE) | a page of consecutive audit records (`Vec<AuditRecord>`) |
@@ -404,13 +403,9 @@ pub(crate) mod layout {
         versioned(keys::app(group), b'i', version)
     }
 
-    /// Where this replica stored an inline version's bytes (replica-local).
-    pub fn inline_loc(group: u64, version: u128) -> Vec<u8> {
-        versioned(keys::local(group), b'i', version)
-    }
-
-    pub fn inline_locs_prefix(group: u64) -> Vec<u8> {
-        let mut k = keys::local(group);
+    /// The first key of every inline record of a group.
+    pub fn inline_prefix(group: u64) -> Vec<u8> {
+        let mut k = keys::app(group);
         k.push(b'i');
         k
     }

@@ -2,7 +2,7 @@
 //! to confirm leadership first).
 
 use super::chunks::ChunkStore;
-use super::inline_store::{self, InlineLoc, InlineRef};
+use super::inline_store::{self, InlineLoc, InlineRecord};
 use super::{layout, ChunkList, ContainerRecord, ObjectId, ObjectMeta};
 use crate::raft::{decode, keys};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError};
@@ -79,51 +79,48 @@ impl ObjectReader {
         ))
     }
 
-    /// The bytes of an inline version, CRC-checked.
+    /// The bytes of an inline version, CRC-checked (`None`: not an inline version
+    /// here, or removed meanwhile).
     pub fn inline(&self, version: u128) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some(r) = self.inline_ref(version)? else {
-            return Ok(None);
-        };
         // A location can move once (a compaction copies the record forward and
         // then removes the old segment): look it up again if the segment is gone.
         for _ in 0..2 {
-            let Some(loc) = self.inline_loc(version)? else {
-                return Err(StorageError::Corrupt {
-                    key: hex::encode(layout::inline_loc(self.group, version)),
-                    why: format!(
-                        "inline version {version:032x} has no stored bytes on this replica"
-                    ),
-                });
+            let Some(record) = self.inline_record(version)? else {
+                return Ok(None);
             };
-            if let Some(data) = inline_store::read(&self.blobs, self.group, version, r, loc)? {
+            if let Some(data) = inline_store::read(
+                &self.blobs,
+                self.group,
+                version,
+                record.reference(),
+                record.loc,
+            )? {
                 return Ok(Some(data));
             }
         }
         Err(StorageError::Corrupt {
-            key: hex::encode(layout::inline_loc(self.group, version)),
+            key: hex::encode(layout::inline(self.group, version)),
             why: format!("the segment holding inline version {version:032x} is gone"),
         })
     }
 
-    /// The length and CRC of an inline version, if it is one.
-    pub fn inline_ref(&self, version: u128) -> Result<Option<InlineRef>, StorageError> {
+    /// The stored record of an inline version, if it is one.
+    pub fn inline_record(&self, version: u128) -> Result<Option<InlineRecord>, StorageError> {
         self.get_record(&layout::inline(self.group, version))
-    }
-
-    /// Where this replica stored an inline version's bytes.
-    pub fn inline_loc(&self, version: u128) -> Result<Option<InlineLoc>, StorageError> {
-        self.get_record(&layout::inline_loc(self.group, version))
     }
 
     /// Every stored inline location on this replica, with its version.
     pub fn inline_locs(&self) -> Result<Vec<(u128, InlineLoc)>, StorageError> {
-        let prefix = layout::inline_locs_prefix(self.group);
-        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        let prefix = layout::inline_prefix(self.group);
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| keys::app_end(self.group));
         let rows = self
             .engine
             .scan(Bound::Included(&prefix), Bound::Excluded(&end), usize::MAX)?;
         rows.iter()
-            .map(|(k, v)| Ok((version_suffix(k)?, Self::decode_record(k, v)?)))
+            .map(|(k, v)| {
+                let record: InlineRecord = Self::decode_record(k, v)?;
+                Ok((version_suffix(k)?, record.loc))
+            })
             .collect()
     }
 

@@ -9,7 +9,7 @@
 //! ([`Application::finish_entry`]).
 
 use super::chunks::ChunkStore;
-use super::inline_store::{InlineRef, InlineWriter};
+use super::inline_store::{InlineRecord, InlineWriter};
 use super::reader::ObjectReader;
 use super::{
     layout, ChunkList, Conditions, ContainerRecord, Layout, ObjectCommand, ObjectId, ObjectMeta,
@@ -185,14 +185,13 @@ impl ObjectStore {
         // copy still counts as live: that only delays its segment's compaction, and
         // saves a lookup on every put.
         let loc = self.inline_writer()?.append(version, data)?;
-        let r = InlineRef {
-            len: data.len() as u32,
+        let record = InlineRecord {
             crc32: crc32fast::hash(data),
+            loc,
         };
-        batch.put(layout::inline(group, version), frame::encode(&encode(&r)));
         batch.put(
-            layout::inline_loc(group, version),
-            frame::encode(&encode(&loc)),
+            layout::inline(group, version),
+            frame::encode(&encode(&record)),
         );
         Ok(())
     }
@@ -215,16 +214,16 @@ impl ObjectStore {
         let mut batch = WriteBatch::new();
         let mut moved = 0;
         for (version, loc, data) in records {
-            if reader.inline_loc(version)? != Some(loc) {
+            let Some(record) = reader.inline_record(version)?.filter(|r| r.loc == loc) else {
                 continue;
-            }
+            };
             let writer = self.inline_writer()?;
-            let new = writer.append(version, &data)?;
+            let new = InlineRecord {
+                loc: writer.append(version, &data)?,
+                ..record
+            };
             writer.forget(loc);
-            batch.put(
-                layout::inline_loc(group, version),
-                frame::encode(&encode(&new)),
-            );
+            batch.put(layout::inline(group, version), frame::encode(&encode(&new)));
             moved += 1;
         }
         view.apply(batch)?;
@@ -265,11 +264,10 @@ impl ObjectStore {
     ) -> Result<(), StorageError> {
         match meta.layout {
             Layout::Inline => {
-                if let Some(loc) = self.reader.inline_loc(meta.version)? {
-                    self.inline_writer()?.forget(loc);
+                if let Some(record) = self.reader.inline_record(meta.version)? {
+                    self.inline_writer()?.forget(record.loc);
                 }
                 batch.remove(layout::inline(self.group(), meta.version));
-                batch.remove(layout::inline_loc(self.group(), meta.version));
             }
             Layout::Chunked { .. } => {
                 batch.remove(layout::chunk_list(self.group(), meta.version));
@@ -838,23 +836,17 @@ impl Application for ObjectStore {
         &mut self,
         key: &[u8],
         value: Vec<u8>,
-        batch: &mut WriteBatch,
+        _batch: &mut WriteBatch,
     ) -> Result<Vec<u8>, StorageError> {
         let Some(version) = inline_version(key) else {
             return Ok(value);
         };
         let data = frame::decode(key, &value)?.to_vec();
-        let group = self.group();
-        let loc = self.inline_writer()?.append(version, &data)?;
-        batch.put(
-            layout::inline_loc(group, version),
-            frame::encode(&encode(&loc)),
-        );
-        let r = InlineRef {
-            len: data.len() as u32,
+        let record = InlineRecord {
             crc32: crc32fast::hash(&data),
+            loc: self.inline_writer()?.append(version, &data)?,
         };
-        Ok(frame::encode(&encode(&r)))
+        Ok(frame::encode(&encode(&record)))
     }
 
     fn finish_entry(&mut self) -> Result<(), StorageError> {

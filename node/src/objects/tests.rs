@@ -375,7 +375,7 @@ fn delete_and_list() {
 fn damaged_chunks_and_inline_bytes_are_detected_on_read() {
     let mut f = Fixture::with_box();
     f.apply(put_inline(1, "k", b"payload", Conditions::default()));
-    let loc = f.reader.inline_loc(1).unwrap().expect("stored");
+    let loc = f.reader.inline_record(1).unwrap().expect("stored").loc;
     let segment = crate::objects::inline_store::segment_name(G, loc.segment);
     let at = loc.offset + crate::objects::inline_store::HEADER_BYTES as u64 + 3;
     assert!(f.blobs.flip_byte(&segment, at));
