@@ -3,7 +3,7 @@
 //! directly, so it needs no running node.
 
 use crate::objects::chunks::{ChunkRead, ChunkStore};
-use crate::objects::inline_store::InlineRecord;
+use crate::objects::inline_store::{self, InlineRecord};
 use crate::objects::reader::ObjectReader;
 use crate::raft::{decode, keys, LogId};
 use crate::storage::{frame, BlobRef, EngineRef, StorageError};
@@ -62,36 +62,30 @@ pub fn group_digest(engine: &EngineRef, blobs: &BlobRef, group: u64) -> Result<u
     let inline_prefix = crate::objects::layout::inline_prefix(group);
     for (k, v) in engine.scan(Bound::Included(&start), Bound::Excluded(&end), usize::MAX)? {
         fnv(&mut h, &k);
-        if k.starts_with(&inline_prefix) {
-            // Only the length and CRC: the location is this replica's own.
-            match ObjectReader::decode_record::<InlineRecord>(&k, &v) {
-                Ok(record) => {
-                    let r = record.reference();
-                    fnv(&mut h, &r.len.to_le_bytes());
-                    fnv(&mut h, &r.crc32.to_le_bytes());
-                }
-                Err(_) => fnv(&mut h, b"corrupt"),
-            }
-        } else {
+        let Some(version) = k
+            .strip_prefix(inline_prefix.as_slice())
+            .and_then(|v| <[u8; 16]>::try_from(v).ok())
+        else {
             fnv(&mut h, &v);
-        }
-    }
-    let reader = ObjectReader::new(engine.clone(), blobs.clone(), group);
-    let inline_end = keys::prefix_end(&inline_prefix).unwrap_or_else(|| keys::app_end(group));
-    for (k, _) in engine.scan(
-        Bound::Included(&inline_prefix),
-        Bound::Excluded(&inline_end),
-        usize::MAX,
-    )? {
-        let Ok(version) = <[u8; 16]>::try_from(&k[inline_prefix.len()..]) else {
             continue;
         };
-        match reader.inline(u128::from_be_bytes(version)) {
+        // An inline record: its length and CRC (the location is this replica's
+        // own), then the bytes it names.
+        let Ok(record) = ObjectReader::decode_record::<InlineRecord>(&k, &v) else {
+            fnv(&mut h, b"corrupt");
+            continue;
+        };
+        let r = record.reference();
+        fnv(&mut h, &r.len.to_le_bytes());
+        fnv(&mut h, &r.crc32.to_le_bytes());
+        let version = u128::from_be_bytes(version);
+        match inline_store::read(blobs, group, version, r, record.loc) {
             Ok(Some(data)) => fnv(&mut h, &data),
             Ok(None) => fnv(&mut h, b"missing"),
             Err(_) => fnv(&mut h, b"corrupt"),
         }
     }
+    let reader = ObjectReader::new(engine.clone(), blobs.clone(), group);
     let chunks = ChunkStore::new(blobs.clone(), group);
     for (version, crcs) in reader.chunk_lists()? {
         for (index, crc) in (0u32..).zip(&crcs) {
