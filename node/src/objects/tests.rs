@@ -889,6 +889,37 @@ fn a_shipped_audit_record_that_does_not_continue_the_chain_is_not_stored() {
     );
 }
 
+/// Makes `old` (a former primary of `tenant1`) a secondary of group 4 keeping its
+/// data, and applies one shipped entry carrying `records` of the new primary.
+fn ship_audit_to_old_primary(
+    old: &mut Fixture,
+    records: Vec<stratus_core::audit::AuditRecord>,
+) -> ObjectResponse {
+    set_role(
+        old,
+        geo::RoleChange::Secondary {
+            epoch: 1,
+            from: 4,
+            reset: false,
+        },
+    );
+    old.apply(ObjectCommand::GeoApply {
+        tenant: "tenant1".into(),
+        epoch: 1,
+        from: 4,
+        first_seq: 1,
+        entries: vec![geo::GeoEntry {
+            seq: 1,
+            op: geo::GeoOp::Audit {
+                tenant: "tenant1".into(),
+                records,
+                batches: Default::default(),
+            },
+        }],
+        as_of_ms: 10,
+    })
+}
+
 /// An old primary that appended records of its own after the chain it shipped
 /// (a planned failover's narrow race) takes the new primary's records in their
 /// place: its copy becomes the primary's chain again instead of staying forked.
@@ -906,29 +937,7 @@ fn a_forked_copy_of_the_audit_chain_gives_way_to_the_primarys_records() {
     old.apply(audit_batch(9, 1, 100..102));
     primary.apply(audit_batch(2, 1, 3..6));
     let theirs = audit_log(&primary)[3..].to_vec();
-    set_role(
-        &mut old,
-        geo::RoleChange::Secondary {
-            epoch: 1,
-            from: 4,
-            reset: false,
-        },
-    );
-    let applied = old.apply(ObjectCommand::GeoApply {
-        tenant: "tenant1".into(),
-        epoch: 1,
-        from: 4,
-        first_seq: 1,
-        entries: vec![geo::GeoEntry {
-            seq: 1,
-            op: geo::GeoOp::Audit {
-                tenant: "tenant1".into(),
-                records: theirs,
-                batches: Default::default(),
-            },
-        }],
-        as_of_ms: 10,
-    });
+    let applied = ship_audit_to_old_primary(&mut old, theirs);
     assert_eq!(
         applied,
         ObjectResponse::Geo(geo::GeoReply::Applied { applied_seq: 1 })
@@ -1004,29 +1013,7 @@ fn a_fork_inside_an_audit_page_keeps_the_shared_records_of_that_page() {
     );
     primary.apply(audit_batch(2, 1, 100..104));
     let theirs = audit_log(&primary)[3..].to_vec();
-    set_role(
-        &mut old,
-        geo::RoleChange::Secondary {
-            epoch: 1,
-            from: 4,
-            reset: false,
-        },
-    );
-    old.apply(ObjectCommand::GeoApply {
-        tenant: "tenant1".into(),
-        epoch: 1,
-        from: 4,
-        first_seq: 1,
-        entries: vec![geo::GeoEntry {
-            seq: 1,
-            op: geo::GeoOp::Audit {
-                tenant: "tenant1".into(),
-                records: theirs,
-                batches: Default::default(),
-            },
-        }],
-        as_of_ms: 10,
-    });
+    ship_audit_to_old_primary(&mut old, theirs);
     assert_eq!(audit_log(&old), audit_log(&primary));
     assert_eq!(audit_bytes(&old).0, audit_bytes(&primary).0);
     let head = old.reader.audit_head("tenant1").unwrap().unwrap();
