@@ -251,5 +251,48 @@ async fn dev_runs_a_cluster_that_works_stops_and_comes_back() -> Result<()> {
     if let Some(alive) = pids.iter().find(|(_, pid)| pid_exists(*pid)) {
         bail!("node {} still running after the second SIGINT", alive.0);
     }
+    drop(sup);
+
+    // A data dir of an older format: every node refuses it, so the supervisor
+    // stops with their reason instead of supervising exited nodes, and no node
+    // writes a byte.
+    let mut markers = Vec::new();
+    for id in parsed.nodes().keys() {
+        let marker = data.join(format!("nodes/{id}/data/FORMAT"));
+        let text = std::fs::read_to_string(&marker)
+            .with_context(|| format!("reading {}", marker.display()))?;
+        let (first, rest) = text.split_once('\n').context("FORMAT has lines")?;
+        ensure!(first.starts_with("stratus-data-format "), "{text}");
+        let old = format!("stratus-data-format 4\n{rest}");
+        std::fs::write(&marker, &old)?;
+        markers.push((marker, old));
+    }
+    std::fs::write(&sup_log, "")?;
+    let mut sup = Supervisor::start(&supervisor_cli, &data, None, &sup_log).await?;
+    let status = tokio::time::timeout(READY_TIMEOUT, sup.child.wait())
+        .await
+        .context("the supervisor kept running over nodes that refused their data")??;
+    let said = std::fs::read_to_string(&sup_log)?;
+    ensure!(!status.success(), "exited with {status}: {said}");
+    ensure!(
+        said.contains("no node stayed up")
+            && said.contains("data format 4")
+            && said.contains("left untouched"),
+        "the supervisor's error does not give the nodes' reason:\n{said}"
+    );
+    ensure!(
+        !sup.printed()
+            .iter()
+            .any(|l| l.starts_with("Client profile: ")),
+        "the cluster was reported ready: {:?}",
+        sup.printed()
+    );
+    for (marker, old) in &markers {
+        ensure!(
+            &std::fs::read_to_string(marker)? == old,
+            "{} was rewritten",
+            marker.display()
+        );
+    }
     Ok(())
 }

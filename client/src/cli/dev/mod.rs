@@ -212,6 +212,10 @@ async fn supervise(dir: DevDir, topology_flag: Option<&Path>, out: Out) -> anyho
         _ = interrupt.recv() => return stop(&mut sup).await,
         _ = terminate.recv() => return stop(&mut sup).await,
     };
+    if let Some(reason) = none_stayed_up(&sup) {
+        sup.shutdown().await;
+        bail!("{reason}");
+    }
     print_ready(&sup, &unhealthy, out)?;
 
     let mut tick = tokio::time::interval(TICK);
@@ -224,6 +228,25 @@ async fn supervise(dir: DevDir, topology_flag: Option<&Path>, out: Out) -> anyho
         }
     }
     stop(&mut sup).await
+}
+
+/// When every node exited during startup (an old data format, a bad config, a
+/// broken binary), why: the last line one of them logged. The supervisor then
+/// stops with that message instead of sitting over a cluster of exited nodes.
+fn none_stayed_up(sup: &Supervisor) -> Option<String> {
+    let ids = sup.node_ids();
+    if ids.iter().any(|id| sup.is_running(*id)) {
+        return None;
+    }
+    let first = *ids.first()?;
+    let log = sup.dir.node_log(first);
+    let said = supervisor::tail(&log, 1).pop().unwrap_or_default();
+    Some(format!(
+        "no node stayed up: all {} exited during startup (their logs are under {}). Node {first} said: {}",
+        ids.len(),
+        sup.dir.root().join("nodes").display(),
+        if said.is_empty() { "nothing" } else { said.trim() }
+    ))
 }
 
 async fn stop(sup: &mut Supervisor) -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ pub struct Supervisor {
 }
 
 /// The last `n` lines of a file (for showing why a node died).
-fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
+pub fn tail(path: &std::path::Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
