@@ -247,7 +247,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
         self.counters.logged(records.len() as u64, bytes as u64);
         self.log()
-            .append(&records)
+            .append(records)
             .map_err(logs_err(ErrorVerb::Write))?;
         // The entries are readable now; durability is reported through the callback
         // once a blob-store sync that starts after this write finishes. Returning

@@ -57,15 +57,18 @@ fn segment_name(group: u64, first: u64) -> String {
     format!("{}{first:020}", prefix(group))
 }
 
-fn record(index: u64, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(8 + payload.len());
-    body.extend_from_slice(&index.to_le_bytes());
-    body.extend_from_slice(payload);
-    let mut out = Vec::with_capacity(8 + body.len());
+/// Appends the record of entry `index` to `out`, written in place: at a few hundred
+/// KiB per batched entry, building it in its own buffers first cost three more copies
+/// of every entry on every replica (seen in profiles under small puts).
+fn put_record(out: &mut Vec<u8>, index: u64, payload: &[u8]) {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&index.to_le_bytes());
+    crc.update(payload);
+    out.reserve(HEADER_BYTES + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 /// A record read back: its index and payload, or why it is not whole.
@@ -207,7 +210,7 @@ impl SegmentLog {
     }
 
     /// Appends entries `(index, payload)`, which must follow the last one.
-    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<(), StorageError> {
+    pub fn append(&mut self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), StorageError> {
         let Some((first, _)) = entries.first() else {
             return Ok(());
         };
@@ -227,20 +230,26 @@ impl SegmentLog {
                 (*first, 0)
             }
         };
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(
+            entries
+                .iter()
+                .map(|(_, p)| HEADER_BYTES + p.len())
+                .sum::<usize>(),
+        );
         let mut placed = Vec::with_capacity(entries.len());
-        for (index, payload) in entries {
-            let r = record(*index, payload);
+        for (index, payload) in &entries {
+            let before = bytes.len();
+            put_record(&mut bytes, *index, payload);
+            let len = (bytes.len() - before) as u64;
             placed.push((
                 *index,
                 Slot {
                     segment,
                     offset,
-                    len: r.len() as u64,
+                    len,
                 },
             ));
-            offset += r.len() as u64;
-            bytes.extend_from_slice(&r);
+            offset += len;
         }
         let start = placed[0].1.offset;
         self.blobs
@@ -249,7 +258,7 @@ impl SegmentLog {
         self.segments.insert(segment, offset);
         for (index, payload) in entries {
             self.recent_bytes += payload.len();
-            self.recent.insert(*index, Arc::new(payload.clone()));
+            self.recent.insert(index, Arc::new(payload));
         }
         while self.recent_bytes > RECENT_BYTES_MAX {
             let Some((_, oldest)) = self.recent.pop_first() else {
@@ -400,12 +409,12 @@ mod tests {
     async fn append_read_truncate_purge_and_reopen() {
         let (_mem, blobs) = store();
         let mut log = SegmentLog::open(blobs.clone(), 7, None).unwrap();
-        log.append(&entries(1..11)).unwrap();
+        log.append(entries(1..11)).unwrap();
         assert_eq!(log.read(3, 6).unwrap(), entries(3..6));
-        assert!(log.append(&entries(12..13)).is_err(), "a gap is refused");
+        assert!(log.append(entries(12..13)).is_err(), "a gap is refused");
         log.truncate(8).unwrap();
         assert_eq!(log.last_index(), Some(7));
-        log.append(&[(8, b"new 8".to_vec())]).unwrap();
+        log.append(vec![(8, b"new 8".to_vec())]).unwrap();
         log.purge(4).unwrap();
         let expect: Vec<(u64, Vec<u8>)> = entries(5..8)
             .into_iter()
@@ -424,13 +433,13 @@ mod tests {
     async fn a_torn_last_write_is_cut_and_everything_synced_survives() {
         let (mem, blobs) = store();
         let mut log = SegmentLog::open(blobs.clone(), 1, None).unwrap();
-        log.append(&entries(1..4)).unwrap();
+        log.append(entries(1..4)).unwrap();
         blobs.sync().await.unwrap();
-        log.append(&[(4, vec![9u8; 5000])]).unwrap();
+        log.append(vec![(4, vec![9u8; 5000])]).unwrap();
         mem.crash_torn();
         let mut log = SegmentLog::open(blobs.clone(), 1, None).unwrap();
         assert_eq!(log.read(0, 100).unwrap(), entries(1..4));
-        log.append(&entries(4..6)).unwrap();
+        log.append(entries(4..6)).unwrap();
         assert_eq!(
             log.read(4, 6).unwrap(),
             entries(4..6),
@@ -442,10 +451,10 @@ mod tests {
     async fn damage_before_the_tail_is_reported_not_cut() {
         let (mem, blobs) = store();
         let mut log = SegmentLog::open(blobs.clone(), 1, None).unwrap();
-        log.append(&entries(1..4)).unwrap();
+        log.append(entries(1..4)).unwrap();
         // Force a second segment so the damage is not at the tail.
         log.segments.insert(1, SEGMENT_BYTES_TARGET);
-        log.append(&entries(4..6)).unwrap();
+        log.append(entries(4..6)).unwrap();
         blobs.sync().await.unwrap();
         assert!(mem.flip_byte(&segment_name(1, 1), 20));
         assert!(matches!(
@@ -459,7 +468,7 @@ mod tests {
         let (mem, blobs) = store();
         let mut log = SegmentLog::open(blobs.clone(), 2, None).unwrap();
         for chunk in [1..3u64, 3..5, 5..7] {
-            log.append(&entries(chunk)).unwrap();
+            log.append(entries(chunk)).unwrap();
             let last = *log.segments.keys().next_back().unwrap();
             log.segments.insert(last, SEGMENT_BYTES_TARGET); // close it
         }
@@ -487,10 +496,10 @@ mod tests {
                 bytes.windows(secret.len()).any(|w| w == secret.as_slice())
             })
         };
-        log.append(&[(1, secret.clone()), (2, b"other".to_vec())])
+        log.append(vec![(1, secret.clone()), (2, b"other".to_vec())])
             .unwrap();
         log.seal_current_if_holds(1);
-        log.append(&entries(3..5)).unwrap();
+        log.append(entries(3..5)).unwrap();
         assert_eq!(
             mem.names().len(),
             2,
@@ -504,7 +513,7 @@ mod tests {
 
         // Reopened, the log serves the same entries and appends after them.
         let mut log = SegmentLog::open(blobs.clone(), 0, Some(2)).unwrap();
-        log.append(&entries(5..6)).unwrap();
+        log.append(entries(5..6)).unwrap();
         assert_eq!(log.read(0, 100).unwrap(), entries(3..6));
 
         // A sealed last segment goes once everything in it is purged, even with no
@@ -513,7 +522,7 @@ mod tests {
         log.purge(5).unwrap();
         assert_eq!(log.oldest_stored_index(), None);
         assert!(mem.names().is_empty(), "{:?}", mem.names());
-        log.append(&entries(6..7)).unwrap();
+        log.append(entries(6..7)).unwrap();
         assert_eq!(log.read(0, 100).unwrap(), entries(6..7));
         assert_eq!(log.oldest_stored_index(), Some(6));
     }
