@@ -196,6 +196,14 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Writes the inline records appended since the last call to their segment.
+    pub(super) fn flush_inline(&mut self) -> Result<(), StorageError> {
+        match self.inline.as_mut() {
+            Some(writer) => writer.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// One bounded step of compacting a mostly dead inline segment: its records
     /// still referenced here are copied to the active segment (their new locations
     /// go through `view`); once it is done the segment is queued for removal.
@@ -795,7 +803,9 @@ impl Application for ObjectStore {
 
     fn before_flush(&mut self, view: &EngineRef) -> Result<(), StorageError> {
         self.store_usage(view)?;
-        self.compact_inline(view)
+        self.compact_inline(view)?;
+        // The records appended since the last flush, before the batch naming them.
+        self.flush_inline()
     }
 
     fn take_unsynced_blobs(&mut self) -> bool {
@@ -842,9 +852,13 @@ impl Application for ObjectStore {
             return Ok(value);
         };
         let data = frame::decode(key, &value)?.to_vec();
+        let writer = self.inline_writer()?;
+        let loc = writer.append(version, &data)?;
+        // Written now: the install syncs the blobs once every row is in.
+        writer.flush()?;
         let record = InlineRecord {
             crc32: crc32fast::hash(&data),
-            loc: self.inline_writer()?.append(version, &data)?,
+            loc,
         };
         Ok(frame::encode(&encode(&record)))
     }

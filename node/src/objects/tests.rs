@@ -65,6 +65,7 @@ impl Fixture {
         crate::storage::Engine::apply(&self.engine, batch).unwrap();
         // As the state machine does before each engine batch.
         self.store.store_usage(&view).unwrap();
+        self.store.flush_inline().unwrap();
         self.store.finish_entry().unwrap();
         match response {
             Response::Object(r) => r,

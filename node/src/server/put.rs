@@ -279,7 +279,16 @@ pub(crate) async fn put(
     let limits = api.node.settings.limits;
     let reader = api.node.objects(target.group.id());
     let usage = reader.usage(&header.tenant).map_err(NodeError::from)?;
-    let existing = reader.head(&target.id).map_err(NodeError::from)?;
+    // The version this put replaces frees its count and its bytes, which matters
+    // only near a quota: looked up only then (a read per put otherwise; the state
+    // machine checks the conditions against the current version itself).
+    let near_quota = usage.objects >= limits.tenant_objects_max
+        || limits.tenant_bytes_max.saturating_sub(usage.bytes) < max;
+    let existing = if near_quota {
+        reader.head(&target.id).map_err(NodeError::from)?
+    } else {
+        None
+    };
     if existing.is_none() && usage.objects >= limits.tenant_objects_max {
         return Err(NodeError::ResourceExhausted {
             code: "tenant-objects-quota",
